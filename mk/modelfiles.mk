@@ -1,0 +1,12 @@
+# Model-file packages (engineer B): kernels/safetensors, kernels/model, kernels/tokenizer, kernels/synth.
+# All pure Go (no cgo).
+
+MODELFILES_PKGS := ./kernels/safetensors/... ./kernels/model/... ./kernels/tokenizer/... ./kernels/synth/...
+
+FUZZ_TARGETS += ./kernels/safetensors:FuzzParseHeader
+
+.PHONY: test-modelfiles
+# Quick check of the model-file packages alone (also with CGO_ENABLED=0: they must not need cgo).
+test-modelfiles:
+	CGO_ENABLED=0 $(GO) vet $(MODELFILES_PKGS)
+	$(GO) test -race $(MODELFILES_PKGS)
