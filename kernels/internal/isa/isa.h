@@ -1,0 +1,122 @@
+/* isa.h — fast CPU kernels of tdxl (package kernels/internal/isa).
+ *
+ * C ABI (extern "C", no exceptions cross it). Conventions are those of the lead's contracts §2:
+ *   - activations fp32, channels-last, row strides ("ld", in elements) given for every 2-D operand;
+ *   - Linear: Y[M][N] = X[M][K] * W^T (+ bias[N]) (+ residual[M][N]), then an optional activation,
+ *     W given once as [N][K] (PyTorch layout) and packed once into an opaque tdxl_isa_weight;
+ *   - Conv2d: NHWC in/out, W [Cout][Cin][kh][kw] packed once with K order (ky, kx, ci); implicit GEMM;
+ *   - attention: q [B][Tq][H*D], k,v [B][Tk][H*D] (row strides given), o [B][Tq][H*D];
+ *   - GroupNorm over NHWC with optional fused SiLU.
+ * Every function returns TDXL_ISA_OK (0) or a negative status; tdxl_isa_status_string names it.
+ *
+ * ISA levels form an ordered list; the best one the CPU and OS support, capped by the environment
+ * variable TDXL_MAX_ISA=amx|avx512bf16|avx512|avx2|ref, is chosen once (tdxl_isa_best). A context may be
+ * created at any supported level <= that, so every lower path can be tested on a better machine. The
+ * level TDXL_ISA_AMX_EMU runs the AMX kernel's packing and tiling code with a plain C++ emulation of the
+ * tile instructions (tests only; never auto-selected). A path may decline an operation (e.g. the bf16
+ * paths decline fp32-resident weights); the next lower path that accepts it runs instead.
+ */
+#ifndef TDXL_ISA_H
+#define TDXL_ISA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. */
+#define TDXL_ISA_OK 0
+#define TDXL_ISA_EINVAL (-1)      /* bad argument (null pointer, non-positive size, stride too small) */
+#define TDXL_ISA_ENOMEM (-2)      /* allocation failed */
+#define TDXL_ISA_EUNSUPPORTED (-3) /* level not supported by this CPU/OS */
+#define TDXL_ISA_EMISMATCH (-4)   /* packed weight used with the wrong shape or operation */
+
+/* ISA levels, lowest first. */
+#define TDXL_ISA_REF 0
+#define TDXL_ISA_AVX2 1
+#define TDXL_ISA_AVX512 2
+#define TDXL_ISA_AVX512BF16 3
+#define TDXL_ISA_AMX 4
+#define TDXL_ISA_AMX_EMU 5 /* emulated AMX tiles, for tests; as slow as it sounds */
+#define TDXL_ISA_AUTO (-1)
+
+/* Weight source dtypes. */
+#define TDXL_ISA_F32 0
+#define TDXL_ISA_F16 1
+#define TDXL_ISA_BF16 2
+
+/* Weight residency: bf16 (default, what the fast paths want) or fp32 (kept for the fp32 paths). */
+#define TDXL_ISA_RESIDENT_BF16 0
+#define TDXL_ISA_RESIDENT_F32 1
+
+/* Fused activations. */
+#define TDXL_ISA_ACT_NONE 0
+#define TDXL_ISA_ACT_GELU 1 /* exact (erf) GELU */
+#define TDXL_ISA_ACT_SILU 2
+
+/* CPU features as detected (CPUID + XCR0 + arch_prctl for AMX tile data). Bit set. */
+#define TDXL_ISA_FEAT_AVX2 (1u << 0)       /* AVX2 + FMA + F16C, OS saves ymm */
+#define TDXL_ISA_FEAT_AVX512 (1u << 1)     /* AVX-512 F/BW/VL/DQ, OS saves zmm + opmask */
+#define TDXL_ISA_FEAT_AVX512BF16 (1u << 2) /* AVX512_BF16 */
+#define TDXL_ISA_FEAT_AMX (1u << 3)        /* AMX-TILE + AMX-BF16, XCR0 tile state, permission granted */
+
+const char *tdxl_isa_status_string(int status);
+uint32_t tdxl_isa_features(void);
+int tdxl_isa_best(void);                      /* chosen once: min(best supported, TDXL_MAX_ISA) */
+int tdxl_isa_supported(int level);           /* 1 when level can run here (AMX_EMU: always) */
+const char *tdxl_isa_level_name(int level);  /* "ref", "avx2", "avx512", "avx512bf16", "amx", "amx-emu" */
+
+/* Execution context: a persistent thread pool of `threads` threads (0 = all online CPUs; the caller's
+ * thread is one of them) plus per-thread scratch, at one ISA level (TDXL_ISA_AUTO = tdxl_isa_best()).
+ * One context runs one operation at a time (calls on the same context must not overlap). */
+typedef struct tdxl_isa_ctx tdxl_isa_ctx;
+int tdxl_isa_ctx_new(int threads, int level, tdxl_isa_ctx **out);
+void tdxl_isa_ctx_free(tdxl_isa_ctx *ctx); /* NULL is fine */
+int tdxl_isa_ctx_level(const tdxl_isa_ctx *ctx);
+int tdxl_isa_ctx_threads(const tdxl_isa_ctx *ctx);
+
+/* Packed weights of a linear layer (W [n][k], any dtype) or a conv (W [cout][cin][kh][kw]).
+ * The path that packs is the first at or below ctx's level that accepts `resident`; tdxl_isa_weight_level
+ * says which. Packing allocates; nothing on the GEMM hot path does (scratch grows once per context). */
+typedef struct tdxl_isa_weight tdxl_isa_weight;
+int tdxl_isa_weight_pack_linear(tdxl_isa_ctx *ctx, const void *w, int dtype, int64_t n, int64_t k,
+                                int resident, tdxl_isa_weight **out);
+int tdxl_isa_weight_pack_conv(tdxl_isa_ctx *ctx, const void *w, int dtype, int64_t cout, int64_t cin,
+                              int kh, int kw, int resident, tdxl_isa_weight **out);
+void tdxl_isa_weight_free(tdxl_isa_weight *w);
+int tdxl_isa_weight_level(const tdxl_isa_weight *w);
+size_t tdxl_isa_weight_bytes(const tdxl_isa_weight *w); /* resident bytes of the packed panels */
+
+/* Y[m][n] = act(X[m][:] . W[n][:] + bias[n] + residual[m][n]). bias, residual may be NULL.
+ * residual may alias y (same pointer and ldr == ldy); x must not overlap y. */
+int tdxl_isa_linear(tdxl_isa_ctx *ctx, const tdxl_isa_weight *w, int64_t m, const float *x, int64_t ldx,
+                    float *y, int64_t ldy, const float *bias, const float *residual, int64_t ldr, int act);
+
+/* NHWC conv: x [b][h][w][cin] contiguous, y [b][ho][wo][cout] contiguous, ho = (h + 2*pad - kh)/stride + 1.
+ * residual (may be NULL or alias y) has y's shape. */
+int tdxl_isa_conv2d(tdxl_isa_ctx *ctx, const tdxl_isa_weight *w, int64_t b, int64_t h, int64_t wd,
+                    const float *x, int stride, int pad, float *y, const float *bias, const float *residual,
+                    int act);
+
+/* Fused blockwise attention with online softmax (no Tq x Tk matrix). Rows of q/k/v/o are strided by
+ * ldq/ldk/ldv/ldo elements (>= heads*d); head h uses columns [h*d, (h+1)*d). causal: key j is visible to
+ * query i when j <= i + (tk - tq). Batches are b*ldq*tq apart for q (idem for k, v, o). */
+int tdxl_isa_attention(tdxl_isa_ctx *ctx, int64_t b, int64_t tq, int64_t tk, int64_t heads, int64_t d,
+                       const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                       float *o, int64_t ldo, float scale, int causal);
+
+/* GroupNorm over NHWC x [b][hw][c] (contiguous), groups dividing c; y may alias x. silu: fuse SiLU. */
+int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int64_t c, int64_t groups, float eps,
+                        const float *x, const float *gamma, const float *beta, float *y, int silu);
+
+/* Benchmark helper: FLOP/s of a register-resident FMA loop on all of ctx's threads at ctx's level
+ * (zmm for avx512*, ymm for avx2, scalar-ish for ref). Runs for about `seconds`. */
+int tdxl_isa_fma_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TDXL_ISA_H */
