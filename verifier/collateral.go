@@ -229,5 +229,3 @@ func (m mapGetter) Get(u string) (map[string][]string, []byte, error) {
 	}
 	return r.header, r.body, nil
 }
-
-

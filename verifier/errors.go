@@ -81,8 +81,8 @@ type reasonError struct {
 }
 
 func reason(msg string, class error) error { return &reasonError{msg, class} }
-func (e *reasonError) Error() string        { return e.msg }
-func (e *reasonError) Unwrap() error        { return e.class }
+func (e *reasonError) Error() string       { return e.msg }
+func (e *reasonError) Unwrap() error       { return e.class }
 
 // FactorError is a failed verification factor: which check, what was expected and found, the
 // policy line the expectation came from, and a hint. errors.Is(err, ErrMeasurement) etc. work on it.

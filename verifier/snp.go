@@ -154,4 +154,3 @@ func checkSNPPolicy(e *env, r *spb.Report) {
 
 // snpReportData returns REPORT_DATA.
 func snpReportData(r *spb.Report) []byte { return r.GetReportData() }
-

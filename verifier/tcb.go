@@ -20,9 +20,9 @@ import (
 // the module is OutOfDate. The vector trustee-tdx-quote6-outofdate-platform proves the difference.
 type tcbResult struct {
 	Platform, Module, QE string // statuses of the matched levels ("" for no module identity)
-	PlatformDate            string
-	Converged               string
-	Advisories              []string
+	PlatformDate         string
+	Converged            string
+	Advisories           []string
 }
 
 // evaluateTCB matches the quote against the collateral. Errors wrap ErrTCBNotSupported or

@@ -19,8 +19,8 @@ import (
 // tdxBody is the TD quote body common to quote v4 and v5.
 type tdxBody struct {
 	teeTcbSvn, mrSeam, mrSignerSeam, seamAttributes, tdAttributes, xfam []byte
-	mrTd, mrConfigID, mrOwner, mrOwnerConfig, reportData               []byte
-	rtmrs                                                              [4][]byte
+	mrTd, mrConfigID, mrOwner, mrOwnerConfig, reportData                []byte
+	rtmrs                                                               [4][]byte
 }
 
 type tdxQuote struct {
