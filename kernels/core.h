@@ -1,0 +1,135 @@
+// core.h — internal C++ declarations of the tdxl reference core (not part of the C ABI).
+//
+// Conventions (contracts §2): activations are fp32, channels-last and contiguous: images NHWC
+// [B][H][W][C], token sequences [B][T][C]. Linear weights arrive as [N][K] (PyTorch layout) and are
+// packed once at load into an opaque handle; conv weights arrive as [Cout][Cin][kh][kw] and are packed
+// with K ordered (ky, kx, ci) for implicit GEMM. Every op goes through the one dispatch table `ops()`.
+#ifndef TDXL_CORE_H
+#define TDXL_CORE_H
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tdxl {
+
+// Error thrown inside the core; converted to a status code + message at the C ABI boundary.
+struct Error : std::runtime_error {
+  explicit Error(const std::string& m) : std::runtime_error(m) {}
+};
+// Thrown when the cancel flag is seen between layers.
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+// ---- thread pool (core_pool.cpp) ----
+// One persistent pool. run(n, fn) calls fn(i) for i in [0, n) on the pool's threads (the caller
+// participates) and returns when all are done. Tasks write disjoint outputs, so results never depend
+// on which thread ran which task.
+class Pool {
+ public:
+  explicit Pool(int threads);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  int threads() const { return nthreads_; }
+  void run(int64_t n, const std::function<void(int64_t)>& fn);
+
+ private:
+  struct Impl;
+  Impl* impl_;
+  int nthreads_;
+};
+
+// ---- packed weights ----
+// A linear layer Y[M][N] = X[M][K]·Wᵀ (+bias) or a conv layer; `data` holds the variant's layout.
+// Reference layout: panels of 8 output columns, [ceil(N/8)][K][8], zero padded; K order (ky,kx,ci).
+struct Packed {
+  int64_t N = 0, K = 0;           // output features, reduction length (= kh*kw*cin for conv)
+  int kh = 1, kw = 1, cin = 0;    // conv geometry (kh=kw=1 for linear; cin = K for linear)
+  std::vector<float> bias;        // empty = no bias
+  float* data = nullptr;          // owned, 64-byte aligned
+  size_t data_len = 0;            // floats
+  Packed() = default;
+  ~Packed();
+  Packed(const Packed&) = delete;
+  Packed& operator=(const Packed&) = delete;
+};
+
+// Conv geometry of one call.
+struct ConvShape {
+  int B, H, W;        // input
+  int OH, OW;         // output
+  int stride, pad;
+};
+
+// ---- the op dispatch table (op_dispatch.cpp) ----
+// Filled once (currently with the reference ops); a fast variant replaces entries, the reference
+// stays the oracle. All pointers are to contiguous fp32 unless a leading dimension is given.
+struct Ops {
+  const char* name;
+  // w: [N][K] row-major (K = cin*kh*kw in PyTorch order [N][cin][kh][kw] for conv); bias may be null.
+  void (*pack)(Packed* p, const float* w, int64_t N, int cin, int kh, int kw, const float* bias);
+  // Y[M][N] (row stride ldy) = X[M][K] (row stride ldx)·Wᵀ + bias (+ residual[M][N], stride ldr;
+  // residual must not alias Y).
+  void (*linear)(Pool& pool, const Packed& w, const float* x, int64_t ldx, float* y, int64_t ldy,
+                 int64_t M, const float* residual, int64_t ldr);
+  // NHWC conv; y[B][OH][OW][N] (+ residual of the same shape, not aliasing y).
+  void (*conv2d)(Pool& pool, const Packed& w, const float* x, const ConvShape& s, float* y,
+                 const float* residual);
+  // q[B][Tq][ldq], k,v[B][Tk][ldk/ldv], heads interleaved (head h at columns h*D..h*D+D-1);
+  // o[B][Tq][ldo]. causal: key j > query i masked.
+  void (*attention)(Pool& pool, const float* q, int64_t ldq, const float* k, int64_t ldk,
+                    const float* v, int64_t ldv, float* o, int64_t ldo, int B, int64_t Tq,
+                    int64_t Tk, int H, int D, float scale, bool causal);
+  // x,y [B][HW][C] (y may alias x); per-channel gamma, beta; optional fused SiLU.
+  void (*group_norm)(Pool& pool, const float* x, float* y, int B, int64_t HW, int C, int groups,
+                     float eps, const float* gamma, const float* beta, bool silu);
+  // x,y [M][C] (y may alias x).
+  void (*layer_norm)(Pool& pool, const float* x, float* y, int64_t M, int C, float eps,
+                     const float* gamma, const float* beta);
+};
+const Ops& ops();
+const Ops& ref_ops();
+
+// ---- elementwise helpers (op_elementwise.cpp) ----
+void silu_inplace(Pool& pool, float* x, int64_t n);
+void gelu_erf_inplace(Pool& pool, float* x, int64_t n);
+void quick_gelu_inplace(Pool& pool, float* x, int64_t n);
+// h[M][2F] -> out[M][F] = h[:, :F] * gelu(h[:, F:])
+void geglu(Pool& pool, const float* h, float* out, int64_t M, int64_t F);
+void add_inplace(Pool& pool, float* y, const float* x, int64_t n);
+// nearest upsample NHWC [B][H][W][C] -> [B][OH][OW][C] (PyTorch 'nearest' index rule)
+void upsample_nearest(Pool& pool, const float* x, float* y, int B, int H, int W, int C, int OH,
+                      int OW);
+// channel concat NHWC: a [P][Ca], b [P][Cb] -> y [P][Ca+Cb]
+void concat_channels(Pool& pool, const float* a, int Ca, const float* b, int Cb, float* y,
+                     int64_t P);
+// diffusers get_timestep_embedding, float32 like PyTorch: out[n][dim]
+void timestep_embedding(const float* t, int64_t n, int dim, bool flip_sin_to_cos,
+                        float downscale_freq_shift, float* out);
+// layout conversion
+void nchw_to_nhwc(const float* x, float* y, int B, int C, int H, int W);
+void nhwc_to_nchw(const float* x, float* y, int B, int C, int H, int W);
+
+// ---- run context: cancel flag + optional debug taps ----
+struct Taps;  // test-only capture of named intermediates
+struct RunCtx {
+  Pool* pool = nullptr;
+  const std::atomic<int>* cancel = nullptr;
+  Taps* taps = nullptr;
+  void check() const {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed) != 0) throw Cancelled();
+  }
+  // record an NHWC tensor as NCHW under name (no-op unless taps enabled)
+  void tap_nhwc(const std::string& name, const float* x, int B, int H, int W, int C) const;
+  void tap_flat(const std::string& name, const float* x, const std::vector<int64_t>& shape) const;
+};
+
+}  // namespace tdxl
+
+#endif  // TDXL_CORE_H

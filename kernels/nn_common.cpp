@@ -1,0 +1,222 @@
+// nn_common.cpp — weight registry and the shared modules (Linear, Conv, Norm, Resnet, Attention).
+#include "nn_common.h"
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+namespace tdxl {
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); i++) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+}  // namespace
+
+void RunCtx::tap_nhwc(const std::string& name, const float* x, int B, int H, int W, int C) const {
+  if (!taps) return;
+  Taps::T& t = taps->m[name];
+  t.shape = {B, C, H, W};
+  t.data.resize(static_cast<size_t>(B) * C * H * W);
+  nhwc_to_nchw(x, t.data.data(), B, C, H, W);
+}
+
+void RunCtx::tap_flat(const std::string& name, const float* x,
+                      const std::vector<int64_t>& shape) const {
+  if (!taps) return;
+  Taps::T& t = taps->m[name];
+  t.shape = shape;
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  t.data.assign(x, x + n);
+}
+
+void Registry::raw(const std::string& name, std::vector<int64_t> shape, std::vector<float>* dst) {
+  Slot s;
+  s.shape = std::move(shape);
+  s.raw = dst;
+  if (!slots_.emplace(name, s).second) throw Error("internal: parameter registered twice: " + name);
+}
+
+void Registry::packed(const std::string& name, int64_t N, int cin, int kh, int kw, bool bias,
+                      Packed* dst) {
+  Slot s;
+  if (kh == 0) {
+    s.shape = {N, cin};
+    kh = kw = 1;
+  } else {
+    s.shape = {N, cin, kh, kw};
+  }
+  s.packed = dst;
+  s.cin = cin;
+  s.kh = kh;
+  s.kw = kw;
+  if (!slots_.emplace(name + ".weight", s).second)
+    throw Error("internal: parameter registered twice: " + name);
+  if (bias) raw(name + ".bias", {N}, &dst->bias);
+}
+
+bool Registry::set(const std::string& name, const std::vector<int64_t>& shape, const float* data) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return false;
+  Slot& s = it->second;
+  if (s.filled) throw Error("tensor " + name + " given twice");
+  if (shape != s.shape)
+    throw Error("tensor " + name + " has shape " + shape_str(shape) + ", expected " +
+                shape_str(s.shape));
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (s.raw) {
+    s.raw->assign(data, data + n);
+  } else {
+    ops().pack(s.packed, data, s.shape[0], s.cin, s.kh, s.kw, nullptr);
+  }
+  s.filled = true;
+  return true;
+}
+
+void Registry::finish() const {
+  for (const auto& kv : slots_)
+    if (!kv.second.filled) throw Error("tensor " + kv.first + " missing");
+}
+
+void Linear::init(Registry& r, const std::string& name, int64_t in, int64_t out, bool bias) {
+  N = out;
+  K = in;
+  r.packed(name, out, static_cast<int>(in), 0, 0, bias, &w);
+}
+
+void Linear::operator()(const RunCtx& c, const float* x, float* y, int64_t M,
+                        const float* residual) const {
+  ops().linear(*c.pool, w, x, K, y, N, M, residual, N);
+}
+
+void Conv::init(Registry& r, const std::string& name, int in, int out, int kernel, int stride_,
+                int pad_) {
+  cin = in;
+  cout = out;
+  k = kernel;
+  stride = stride_;
+  pad = pad_;
+  r.packed(name, out, in, kernel, kernel, true, &w);
+}
+
+void Conv::out_size(int H, int W, int* OH, int* OW) const {
+  *OH = (H + 2 * pad - k) / stride + 1;
+  *OW = (W + 2 * pad - k) / stride + 1;
+}
+
+void Conv::operator()(const RunCtx& c, const float* x, int B, int H, int W, float* y, int* OH,
+                      int* OW, const float* residual) const {
+  int oh, ow;
+  out_size(H, W, &oh, &ow);
+  ConvShape s{B, H, W, oh, ow, stride, pad};
+  if (k == 1 && stride == 1 && pad == 0)
+    ops().linear(*c.pool, w, x, cin, y, cout, static_cast<int64_t>(B) * H * W, residual, cout);
+  else
+    ops().conv2d(*c.pool, w, x, s, y, residual);
+  if (OH) *OH = oh;
+  if (OW) *OW = ow;
+}
+
+void Norm::init(Registry& r, const std::string& name, int channels) {
+  C = channels;
+  r.raw(name + ".weight", {channels}, &w);
+  r.raw(name + ".bias", {channels}, &b);
+}
+
+void Resnet::init(Registry& r, const std::string& name, int in, int out, int temb_channels,
+                  int groups_, float eps_) {
+  cin = in;
+  cout = out;
+  groups = groups_;
+  eps = eps_;
+  norm1.init(r, name + ".norm1", in);
+  conv1.init(r, name + ".conv1", in, out, 3, 1, 1);
+  if (temb_channels > 0) {
+    has_temb = true;
+    time_emb_proj.init(r, name + ".time_emb_proj", temb_channels, out, true);
+  }
+  norm2.init(r, name + ".norm2", out);
+  conv2.init(r, name + ".conv2", out, out, 3, 1, 1);
+  if (in != out) {
+    has_shortcut = true;
+    shortcut.init(r, name + ".conv_shortcut", in, out, 1, 1, 0);
+  }
+}
+
+std::vector<float> Resnet::operator()(const RunCtx& c, const float* x, int B, int H, int W,
+                                      const float* temb_act) const {
+  c.check();
+  const int64_t P = static_cast<int64_t>(B) * H * W;
+  std::vector<float> h(P * cin);
+  ops().group_norm(*c.pool, x, h.data(), B, static_cast<int64_t>(H) * W, cin, groups, eps,
+                   norm1.w.data(), norm1.b.data(), true);
+  std::vector<float> h1(P * cout);
+  conv1(c, h.data(), B, H, W, h1.data(), nullptr, nullptr);
+  if (has_temb && temb_act) {
+    std::vector<float> t(static_cast<size_t>(B) * cout);
+    time_emb_proj(c, temb_act, t.data(), B);
+    const int64_t hw = static_cast<int64_t>(H) * W;
+    c.pool->run(B, [&](int64_t b) {
+      const float* tb = t.data() + b * cout;
+      for (int64_t p = 0; p < hw; p++) {
+        float* row = h1.data() + (b * hw + p) * cout;
+        for (int ch = 0; ch < cout; ch++) row[ch] += tb[ch];
+      }
+    });
+  }
+  ops().group_norm(*c.pool, h1.data(), h1.data(), B, static_cast<int64_t>(H) * W, cout, groups,
+                   eps, norm2.w.data(), norm2.b.data(), true);
+  std::vector<float> sc;
+  const float* res = x;
+  if (has_shortcut) {
+    sc.resize(P * cout);
+    shortcut(c, x, B, H, W, sc.data(), nullptr, nullptr);
+    res = sc.data();
+  }
+  std::vector<float> out(P * cout);
+  conv2(c, h1.data(), B, H, W, out.data(), nullptr, nullptr, res);
+  return out;
+}
+
+void Attention::init(Registry& r, const std::string& name, int query_dim, int context_dim,
+                     int heads_, int dim_head_, bool qkv_bias) {
+  heads = heads_;
+  dim_head = dim_head_;
+  inner = heads * dim_head;
+  q.init(r, name + ".to_q", query_dim, inner, qkv_bias);
+  k.init(r, name + ".to_k", context_dim, inner, qkv_bias);
+  v.init(r, name + ".to_v", context_dim, inner, qkv_bias);
+  out.init(r, name + ".to_out.0", inner, query_dim, true);
+}
+
+void Attention::operator()(const RunCtx& c, const float* x, int B, int64_t T, const float* ctx,
+                           int64_t Tc, float* y, const float* residual) const {
+  c.check();
+  if (!ctx) {
+    ctx = x;
+    Tc = T;
+  }
+  std::vector<float> qb(static_cast<size_t>(B) * T * inner), kb(static_cast<size_t>(B) * Tc * inner),
+      vb(static_cast<size_t>(B) * Tc * inner), ob(static_cast<size_t>(B) * T * inner);
+  q(c, x, qb.data(), B * T);
+  k(c, ctx, kb.data(), B * Tc);
+  v(c, ctx, vb.data(), B * Tc);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dim_head)));
+  ops().attention(*c.pool, qb.data(), inner, kb.data(), inner, vb.data(), inner, ob.data(), inner,
+                  B, T, Tc, heads, dim_head, scale, false);
+  out(c, ob.data(), y, B * T, residual);
+}
+
+std::vector<float> silu_copy(const RunCtx& c, const float* x, int64_t n) {
+  std::vector<float> y(x, x + n);
+  silu_inplace(*c.pool, y.data(), n);
+  return y;
+}
+
+}  // namespace tdxl

@@ -1,0 +1,257 @@
+// nn_unet.cpp — diffusers UNet2DConditionModel as SDXL configures it (text_time additional
+// embedding, linear-projection Transformer2D, GEGLU feed-forward), all sizes from the config.
+// Activations are NHWC; sample and output are converted at the boundary.
+#include <cmath>
+#include <cstring>
+
+#include "nn_models.h"
+
+namespace tdxl {
+
+void Transformer2D::init(Registry& r, const std::string& name, int channels, int heads, int depth,
+                         int cross_dim, int groups_) {
+  C = channels;
+  groups = groups_;
+  if (heads <= 0 || channels % heads != 0)
+    throw Error(name + ": channels not divisible by the number of heads");
+  const int dh = channels / heads;
+  norm.init(r, name + ".norm", channels);
+  proj_in.init(r, name + ".proj_in", channels, channels, true);
+  for (int d = 0; d < depth; d++) {
+    blocks.emplace_back();
+    Block& b = blocks.back();
+    const std::string p = name + ".transformer_blocks." + std::to_string(d);
+    b.n1.init(r, p + ".norm1", channels);
+    b.a1.init(r, p + ".attn1", channels, channels, heads, dh, false);
+    b.n2.init(r, p + ".norm2", channels);
+    b.a2.init(r, p + ".attn2", channels, cross_dim, heads, dh, false);
+    b.n3.init(r, p + ".norm3", channels);
+    b.ff1.init(r, p + ".ff.net.0.proj", channels, static_cast<int64_t>(channels) * 8, true);
+    b.ff2.init(r, p + ".ff.net.2", static_cast<int64_t>(channels) * 4, channels, true);
+  }
+  proj_out.init(r, name + ".proj_out", channels, channels, true);
+}
+
+std::vector<float> Transformer2D::operator()(const RunCtx& c, const float* x, int B, int H, int W,
+                                             const float* ehs, int T) const {
+  c.check();
+  const int64_t HW = static_cast<int64_t>(H) * W, M = B * HW;
+  std::vector<float> n(M * C), h(M * C), h2(M * C);
+  // transformer GroupNorm eps is 1e-6 in diffusers' Transformer2DModel
+  ops().group_norm(*c.pool, x, n.data(), B, HW, C, groups, 1e-6f, norm.w.data(), norm.b.data(),
+                   false);
+  proj_in(c, n.data(), h.data(), M);
+  std::vector<float> ff(M * C * 8), g(M * C * 4);
+  for (const Block& b : blocks) {
+    c.check();
+    ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n1.w.data(), b.n1.b.data());
+    b.a1(c, n.data(), B, HW, nullptr, 0, h2.data(), h.data());  // h2 = attn1 + h
+    ops().layer_norm(*c.pool, h2.data(), n.data(), M, C, 1e-5f, b.n2.w.data(), b.n2.b.data());
+    b.a2(c, n.data(), B, HW, ehs, T, h.data(), h2.data());  // h = attn2 + h2
+    ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n3.w.data(), b.n3.b.data());
+    b.ff1(c, n.data(), ff.data(), M);
+    geglu(*c.pool, ff.data(), g.data(), M, static_cast<int64_t>(C) * 4);
+    b.ff2(c, g.data(), h2.data(), M, h.data());  // h2 = ff + h
+    std::swap(h, h2);
+  }
+  std::vector<float> out(M * C);
+  proj_out(c, h.data(), out.data(), M, x);  // + residual
+  return out;
+}
+
+void UNet::init(Registry& r, const tdxl_unet_config& cfg) {
+  cfg_ = cfg;
+  const int n = cfg.n_blocks;
+  if (n <= 0 || n > TDXL_MAX_BLOCKS) throw Error("unet: bad number of blocks");
+  const int c0 = cfg.block_out[0];
+  temb_dim_ = c0 * 4;
+  const int groups = cfg.norm_groups;
+  const float eps = cfg.norm_eps;
+  t1_.init(r, "time_embedding.linear_1", c0, temb_dim_, true);
+  t2_.init(r, "time_embedding.linear_2", temb_dim_, temb_dim_, true);
+  a1_.init(r, "add_embedding.linear_1", cfg.projection_class_embeddings_input_dim, temb_dim_, true);
+  a2_.init(r, "add_embedding.linear_2", temb_dim_, temb_dim_, true);
+  conv_in_.init(r, "conv_in", cfg.in_channels, c0, cfg.conv_in_kernel, 1, (cfg.conv_in_kernel - 1) / 2);
+  int out_ch = c0;
+  for (int i = 0; i < n; i++) {
+    down_.emplace_back();
+    Level& L = down_.back();
+    const int in_ch = out_ch;
+    out_ch = cfg.block_out[i];
+    const std::string p = "down_blocks." + std::to_string(i);
+    for (int j = 0; j < cfg.layers_per_block; j++) {
+      L.resnets.emplace_back();
+      L.resnets.back().init(r, p + ".resnets." + std::to_string(j), j == 0 ? in_ch : out_ch, out_ch,
+                            temb_dim_, groups, eps);
+      if (cfg.down_cross[i]) {
+        L.attns.emplace_back();
+        L.attns.back().init(r, p + ".attentions." + std::to_string(j), out_ch, cfg.heads[i],
+                            cfg.transformer_layers[i], cfg.cross_attention_dim, groups);
+      }
+    }
+    if (i < n - 1) {
+      L.has_sampler = true;
+      L.sampler.init(r, p + ".downsamplers.0.conv", out_ch, out_ch, 3, 2, 1);
+    }
+  }
+  const int cl = cfg.block_out[n - 1];
+  mid_r0_.init(r, "mid_block.resnets.0", cl, cl, temb_dim_, groups, eps);
+  if (cfg.mid_cross)
+    mid_attn_.init(r, "mid_block.attentions.0", cl, cfg.heads[n - 1], cfg.transformer_layers[n - 1],
+                   cfg.cross_attention_dim, groups);
+  mid_r1_.init(r, "mid_block.resnets.1", cl, cl, temb_dim_, groups, eps);
+  int prev = cl;
+  for (int i = 0; i < n; i++) {
+    up_.emplace_back();
+    Level& L = up_.back();
+    const int ri = n - 1 - i;  // reversed index
+    const int oc = cfg.block_out[ri];
+    const int ic = cfg.block_out[ri > 0 ? ri - 1 : 0];
+    const std::string p = "up_blocks." + std::to_string(i);
+    const int nl = cfg.layers_per_block + 1;
+    for (int j = 0; j < nl; j++) {
+      const int skip = (j == nl - 1) ? ic : oc;
+      const int rin = (j == 0) ? prev : oc;
+      L.resnets.emplace_back();
+      L.resnets.back().init(r, p + ".resnets." + std::to_string(j), rin + skip, oc, temb_dim_,
+                            groups, eps);
+      if (cfg.up_cross[i]) {
+        L.attns.emplace_back();
+        L.attns.back().init(r, p + ".attentions." + std::to_string(j), oc, cfg.heads[ri],
+                            cfg.transformer_layers[ri], cfg.cross_attention_dim, groups);
+      }
+    }
+    if (i < n - 1) {
+      L.has_sampler = true;
+      L.sampler.init(r, p + ".upsamplers.0.conv", oc, oc, 3, 1, 1);
+    }
+    prev = oc;
+  }
+  norm_out_.init(r, "conv_norm_out", c0);
+  conv_out_.init(r, "conv_out", c0, cfg.out_channels, cfg.conv_out_kernel, 1,
+                 (cfg.conv_out_kernel - 1) / 2);
+}
+
+namespace {
+struct Act {  // an NHWC activation with its geometry
+  std::vector<float> d;
+  int H = 0, W = 0, C = 0;
+};
+}  // namespace
+
+void UNet::forward(const RunCtx& c, const float* sample, int B, int h, int w, float timestep,
+                   const float* ehs, int T, const float* text_embeds, const float* time_ids,
+                   float* out) const {
+  const int c0 = cfg_.block_out[0];
+  // time embedding
+  std::vector<float> tvec(B, timestep), tproj(static_cast<size_t>(B) * c0);
+  timestep_embedding(tvec.data(), B, c0, cfg_.flip_sin_to_cos != 0, cfg_.freq_shift, tproj.data());
+  c.tap_flat("time_proj", tproj.data(), {B, c0});
+  std::vector<float> e1(static_cast<size_t>(B) * temb_dim_), emb(static_cast<size_t>(B) * temb_dim_);
+  t1_(c, tproj.data(), e1.data(), B);
+  silu_inplace(*c.pool, e1.data(), e1.size());
+  t2_(c, e1.data(), emb.data(), B);
+  c.tap_flat("time_embedding", emb.data(), {B, temb_dim_});
+  // text_time additional embedding: [text_embeds, sinusoids(time_ids)]
+  const int ad = cfg_.addition_time_embed_dim;
+  const int tin = cfg_.projection_class_embeddings_input_dim;
+  const int pdim = tin - 6 * ad;
+  if (pdim <= 0) throw Error("unet: projection_class_embeddings_input_dim too small");
+  std::vector<float> tp(static_cast<size_t>(B) * 6 * ad);
+  timestep_embedding(time_ids, static_cast<int64_t>(B) * 6, ad, cfg_.flip_sin_to_cos != 0,
+                     cfg_.freq_shift, tp.data());
+  c.tap_flat("add_time_proj", tp.data(), {static_cast<int64_t>(B) * 6, ad});
+  std::vector<float> add_in(static_cast<size_t>(B) * tin);
+  for (int b = 0; b < B; b++) {
+    std::memcpy(add_in.data() + static_cast<int64_t>(b) * tin, text_embeds + static_cast<int64_t>(b) * pdim,
+                sizeof(float) * pdim);
+    std::memcpy(add_in.data() + static_cast<int64_t>(b) * tin + pdim, tp.data() + static_cast<int64_t>(b) * 6 * ad,
+                sizeof(float) * 6 * ad);
+  }
+  std::vector<float> a1(static_cast<size_t>(B) * temb_dim_), aug(static_cast<size_t>(B) * temb_dim_);
+  a1_(c, add_in.data(), a1.data(), B);
+  silu_inplace(*c.pool, a1.data(), a1.size());
+  a2_(c, a1.data(), aug.data(), B);
+  c.tap_flat("add_embedding", aug.data(), {B, temb_dim_});
+  for (size_t i = 0; i < emb.size(); i++) emb[i] += aug[i];
+  std::vector<float> temb = silu_copy(c, emb.data(), emb.size());
+
+  // conv_in
+  std::vector<float> x(static_cast<size_t>(B) * h * w * cfg_.in_channels);
+  nchw_to_nhwc(sample, x.data(), B, cfg_.in_channels, h, w);
+  Act cur;
+  cur.d.resize(static_cast<size_t>(B) * h * w * c0);
+  conv_in_(c, x.data(), B, h, w, cur.d.data(), &cur.H, &cur.W);
+  cur.C = c0;
+  c.tap_nhwc("conv_in", cur.d.data(), B, cur.H, cur.W, cur.C);
+  std::vector<Act> stack;
+  stack.push_back(cur);
+  int bi = 0;
+  for (const Level& L : down_) {
+    for (size_t j = 0; j < L.resnets.size(); j++) {
+      const Resnet& R = L.resnets[j];
+      cur.d = R(c, cur.d.data(), B, cur.H, cur.W, temb.data());
+      cur.C = R.cout;
+      if (!L.attns.empty()) cur.d = L.attns[j](c, cur.d.data(), B, cur.H, cur.W, ehs, T);
+      stack.push_back(cur);
+    }
+    if (L.has_sampler) {
+      c.check();
+      Act nx;
+      int oh, ow;
+      L.sampler.out_size(cur.H, cur.W, &oh, &ow);
+      nx.d.resize(static_cast<size_t>(B) * oh * ow * cur.C);
+      L.sampler(c, cur.d.data(), B, cur.H, cur.W, nx.d.data(), &nx.H, &nx.W);
+      nx.C = cur.C;
+      cur = std::move(nx);
+      stack.push_back(cur);
+    }
+    c.tap_nhwc("down_blocks." + std::to_string(bi++), cur.d.data(), B, cur.H, cur.W, cur.C);
+  }
+  cur.d = mid_r0_(c, cur.d.data(), B, cur.H, cur.W, temb.data());
+  if (cfg_.mid_cross) cur.d = mid_attn_(c, cur.d.data(), B, cur.H, cur.W, ehs, T);
+  cur.d = mid_r1_(c, cur.d.data(), B, cur.H, cur.W, temb.data());
+  c.tap_nhwc("mid_block", cur.d.data(), B, cur.H, cur.W, cur.C);
+  bi = 0;
+  for (const Level& L : up_) {
+    for (size_t j = 0; j < L.resnets.size(); j++) {
+      const Resnet& R = L.resnets[j];
+      Act skip = std::move(stack.back());
+      stack.pop_back();
+      if (skip.H != cur.H || skip.W != cur.W) throw Error("unet: skip connection size mismatch");
+      std::vector<float> cat(static_cast<size_t>(B) * cur.H * cur.W * (cur.C + skip.C));
+      concat_channels(*c.pool, cur.d.data(), cur.C, skip.d.data(), skip.C, cat.data(),
+                      static_cast<int64_t>(B) * cur.H * cur.W);
+      cur.d = R(c, cat.data(), B, cur.H, cur.W, temb.data());
+      cur.C = R.cout;
+      if (!L.attns.empty()) cur.d = L.attns[j](c, cur.d.data(), B, cur.H, cur.W, ehs, T);
+    }
+    if (L.has_sampler) {
+      c.check();
+      // upsample (nearest) to the size of the next skip tensor (2x unless sizes are odd)
+      const int oh = stack.empty() ? cur.H * 2 : stack.back().H;
+      const int ow = stack.empty() ? cur.W * 2 : stack.back().W;
+      std::vector<float> upd(static_cast<size_t>(B) * oh * ow * cur.C);
+      upsample_nearest(*c.pool, cur.d.data(), upd.data(), B, cur.H, cur.W, cur.C, oh, ow);
+      Act nx;
+      nx.d.resize(upd.size());
+      L.sampler(c, upd.data(), B, oh, ow, nx.d.data(), &nx.H, &nx.W);
+      nx.C = cur.C;
+      cur = std::move(nx);
+    }
+    c.tap_nhwc("up_blocks." + std::to_string(bi++), cur.d.data(), B, cur.H, cur.W, cur.C);
+  }
+  c.check();
+  std::vector<float> n(cur.d.size());
+  ops().group_norm(*c.pool, cur.d.data(), n.data(), B, static_cast<int64_t>(cur.H) * cur.W, cur.C,
+                   cfg_.norm_groups, cfg_.norm_eps, norm_out_.w.data(), norm_out_.b.data(), false);
+  c.tap_nhwc("conv_norm_out", n.data(), B, cur.H, cur.W, cur.C);
+  silu_inplace(*c.pool, n.data(), n.size());
+  std::vector<float> o(static_cast<size_t>(B) * cur.H * cur.W * cfg_.out_channels);
+  int oh, ow;
+  conv_out_(c, n.data(), B, cur.H, cur.W, o.data(), &oh, &ow);
+  c.tap_nhwc("conv_out", o.data(), B, oh, ow, cfg_.out_channels);
+  nhwc_to_nchw(o.data(), out, B, cfg_.out_channels, oh, ow);
+}
+
+}  // namespace tdxl
