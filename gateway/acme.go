@@ -85,21 +85,35 @@ func (s *acmeSource) onEvent(ctx context.Context, event string, data map[string]
 	case "cert_obtained":
 		name, _ := data["identifier"].(string)
 		s.log.Info("acme certificate obtained", "identifier", name, "renewal", data["renewal"])
-		// Load the new certificate into the cache and quote its key. Done in
-		// the background: certmagic holds locks while emitting events.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			c, err := s.cfg.CacheManagedCertificate(ctx, name)
-			if err != nil {
-				s.log.Error("loading obtained certificate", "identifier", name, "error", err)
-				return
-			}
-			tc := c.Certificate
-			s.notify(&tc)
-		}()
+		// Quote the new certificate's key before certmagic's maintenance
+		// swaps it into the cache. It is read from storage (the event
+		// names the keys) so certmagic's cache is left to certmagic.
+		certKey, _ := data["certificate_path"].(string)
+		keyKey, _ := data["private_key_path"].(string)
+		go s.prequote(name, certKey, keyKey)
 	}
 	return nil
+}
+
+func (s *acmeSource) prequote(name, certKey, keyKey string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	certPEM, err := s.cfg.Storage.Load(ctx, certKey)
+	if err != nil {
+		s.log.Error("loading obtained certificate", "identifier", name, "error", err)
+		return
+	}
+	keyPEM, err := s.cfg.Storage.Load(ctx, keyKey)
+	if err != nil {
+		s.log.Error("loading obtained certificate key", "identifier", name, "error", err)
+		return
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		s.log.Error("parsing obtained certificate", "identifier", name, "error", err)
+		return
+	}
+	s.notify(&c)
 }
 
 func (s *acmeSource) start(ctx context.Context) error {
