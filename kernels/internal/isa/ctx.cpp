@@ -41,6 +41,7 @@ int tdxl_isa_ctx_new(int threads, int level, tdxl_isa_ctx **out) {
     if (level == TDXL_ISA_AUTO) level = tdxl_isa_best();
     if (level < TDXL_ISA_REF || level > TDXL_ISA_AMX_EMU) return TDXL_ISA_EINVAL;
     if (!tdxl_isa_supported(level)) return TDXL_ISA_EUNSUPPORTED;
+    if (level != TDXL_ISA_AMX_EMU && level > tdxl_isa_best()) return TDXL_ISA_EUNSUPPORTED;  // TDXL_MAX_ISA
     tdxl_isa_ctx *c = new (std::nothrow) tdxl_isa_ctx;
     if (c == nullptr) return TDXL_ISA_ENOMEM;
     c->level = level;
