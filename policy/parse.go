@@ -114,6 +114,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		}
 	}
 	p.Source = name
+	p.Raw = append([]byte(nil), data...)
 	p.Lines = map[string]int{}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		if root.Content[0].Kind != yaml.MappingNode {

@@ -73,6 +73,8 @@ type Policy struct {
 
 	// Source is the file the policy was read from ("" if parsed from bytes without a name).
 	Source string `yaml:"-" json:"-"`
+	// Raw is the file's bytes as parsed (kept so a verification bundle can record the policy).
+	Raw []byte `yaml:"-" json:"-"`
 	// Lines maps a dotted key path ("tdx.mrtd", "runtime.models") to its line in Source.
 	Lines map[string]int `yaml:"-" json:"-"`
 }

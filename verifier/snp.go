@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -99,6 +100,10 @@ func verifySNP(ctx context.Context, e *env, raw []byte, certs SNPCerts) (*spb.Re
 		}
 		return nil, rec.fail(&FactorError{Factor: "snp.signature", Reason: reason, Err: err, Hint: hint}, "")
 	}
+	if err := checkEndorsementClaims(r, cert, info.SigningKey); err != nil {
+		return nil, rec.fail(&FactorError{Factor: "snp.endorsement-key", Reason: ErrQuoteSignature, Err: err,
+			Hint: "the endorsement certificate belongs to another chip or TCB than the report claims"}, "")
+	}
 	rec.r.Root = "AMD ARK via " + cert.Issuer.CommonName
 	rec.pass("snp.signature", "", "valid", "", fmt.Sprintf("%v chain to %s (go-sev-guest verify)", info.SigningKey, cert.Issuer.CommonName))
 	checkSNPPolicy(e, r)
@@ -154,3 +159,28 @@ func checkSNPPolicy(e *env, r *spb.Report) {
 
 // snpReportData returns REPORT_DATA.
 func snpReportData(r *spb.Report) []byte { return r.GetReportData() }
+
+// checkEndorsementClaims compares the VCEK's TCB (and chip ID unless masked) with the report's
+// REPORTED_TCB and CHIP_ID, which go-sev-guest's verify leaves to validate. VLEKs carry no chip ID.
+func checkEndorsementClaims(r *spb.Report, cert *x509.Certificate, key abi.ReportSigner) error {
+	exts, err := kds.CertificateExtensions(cert, key)
+	if err != nil {
+		return fmt.Errorf("reading %v extensions: %w", key, err)
+	}
+	if uint64(exts.TCBVersion) != r.GetReportedTcb() {
+		return fmt.Errorf("%v TCB %#x, report REPORTED_TCB %#x", key, uint64(exts.TCBVersion), r.GetReportedTcb())
+	}
+	if key == abi.VcekReportSigner && len(exts.HWID) > 0 && !allZero(r.GetChipId()) && !bytes.Equal(exts.HWID, r.GetChipId()) {
+		return fmt.Errorf("VCEK hwID %x differs from CHIP_ID %x", exts.HWID, r.GetChipId())
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
