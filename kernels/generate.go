@@ -29,6 +29,8 @@ type pipeModel struct {
 	pooledDim      int // text_encoder_2 projection_dim
 	latentChannels int
 	vaeScale       int // 2^(len(vae block_out_channels)-1)
+	vaeScaling     float64
+	clip           [2]struct{ D, L, P int } // hidden size, layers, projection dim per text encoder
 }
 
 func (p *Pipeline) validate(req *Request) error {

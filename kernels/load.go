@@ -22,40 +22,50 @@ import (
 // then converts every weight to fp32 and packs it once into the C++ core. The safetensors files
 // are closed before Open returns.
 func Open(dir string, opts Options) (*Pipeline, error) {
+	p, cfg, err := openCore(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	if p.m.tok1, p.m.tok2, err = loadTokenizers(cfg); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+	}
+	return p, nil
+}
+
+// openCore loads configs and weights into the C++ core (everything but the tokenizers).
+func openCore(dir string, opts Options) (*Pipeline, *model.Config, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if opts.Threads < 0 {
-		return nil, fmt.Errorf("kernels: open: threads %d < 0", opts.Threads)
+		return nil, nil, fmt.Errorf("kernels: open: threads %d < 0", opts.Threads)
 	}
 	start := time.Now()
 	m, err := model.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 	}
 	defer m.Close()
 	pm, ccfg, err := convertConfig(m.Config, opts.Threads)
 	if err != nil {
-		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
-	}
-	if pm.tok1, pm.tok2, err = loadTokenizers(m.Config); err != nil {
-		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 	}
 	h, err := newHandle(ccfg)
 	if err != nil {
-		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 	}
 	comps := []*model.Component{m.TextEncoder, m.TextEncoder2, m.UNet, m.VAE}
 	for ci, c := range comps {
 		if err := feedComponent(h, ci, c, log); err != nil {
 			h.free()
-			return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 		}
 	}
 	if err := h.finish(); err != nil {
 		h.free()
-		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 	}
 	name := m.Config.Name
 	if name == "" {
@@ -64,7 +74,7 @@ func Open(dir string, opts Options) (*Pipeline, error) {
 	p := &Pipeline{h: h, m: pm, log: log, info: Info{Model: name, ISA: h.kernelPath(), Threads: h.threads()}}
 	log.Info("model loaded", "dir", dir, "threads", p.info.Threads, "kernel_path", p.info.ISA,
 		"load_time", time.Since(start))
-	return p, nil
+	return p, m.Config, nil
 }
 
 var dtypeCodes = map[safetensors.DType]int{
@@ -139,6 +149,10 @@ func convertConfig(cfg *model.Config, threads int) (*pipeModel, *C.tdxl_pipe_con
 		pooledDim:      cfg.TextEncoder2.ProjectionDim,
 		latentChannels: u.InChannels,
 		vaeScale:       1 << (nb - 1),
+		vaeScaling:     v.ScalingFactor,
+	}
+	for i, c := range []*model.CLIPTextConfig{&cfg.TextEncoder, &cfg.TextEncoder2} {
+		pm.clip[i].D, pm.clip[i].L, pm.clip[i].P = c.HiddenSize, c.NumHiddenLayers, c.ProjectionDim
 	}
 	switch {
 	case cfg.TextEncoder2.MaxPositionEmbeddings != pm.textLen:

@@ -12,3 +12,7 @@ import (
 func loadTokenizers(cfg *model.Config) (textTokenizer, textTokenizer, error) {
 	return nil, nil, errors.New("tokenizers: package kernels/tokenizer not available yet")
 }
+
+func loadTokenizer(dir string) (textTokenizer, error) {
+	return nil, errors.New("tokenizer: package kernels/tokenizer not available yet")
+}
