@@ -1,18 +1,29 @@
 package kernels
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/tdxl/tdxl/kernels/model"
+	"github.com/tdxl/tdxl/kernels/tokenizer"
 )
 
-// loadTokenizers loads both CLIP tokenizers of the folder.
-// TODO(A): switch to package kernels/tokenizer (engineer B) as soon as it lands; until then Open
-// fails with this error rather than tokenizing wrongly.
+// loadTokenizers loads both CLIP tokenizers of the folder (package tokenizer).
 func loadTokenizers(cfg *model.Config) (textTokenizer, textTokenizer, error) {
-	return nil, nil, errors.New("tokenizers: package kernels/tokenizer not available yet")
+	t1, err := loadTokenizer(cfg.Tokenizer.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	t2, err := loadTokenizer(cfg.Tokenizer2.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t1, t2, nil
 }
 
 func loadTokenizer(dir string) (textTokenizer, error) {
-	return nil, errors.New("tokenizer: package kernels/tokenizer not available yet")
+	t, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("loading tokenizer: %w", err)
+	}
+	return t, nil
 }
