@@ -42,7 +42,7 @@ func assertAttested(t *testing.T, objs *Objects, tee string) (be, gw corev1.Cont
 
 	assert.Equal(t, []string{"/usr/local/bin/tdxl-gateway"}, gw.Command)
 	assert.Equal(t, be.Image, gw.Image)
-	for _, a := range []string{"--listen=:8443", "--backend=http://127.0.0.1:5000", "--tee=" + tee, "--grace=90s"} {
+	for _, a := range []string{"--listen=:8443", "--backend=http://127.0.0.1:5000", "--tee=" + tee} {
 		assert.True(t, hasArg(gw, a), "gateway args %v lack %s", gw.Args, a)
 	}
 	require.Len(t, gw.Ports, 1)
@@ -182,10 +182,11 @@ attestation:
 	be, gw := assertAttested(t, objs, "tdx")
 	pod := objs.Deployment.Spec.Template.Spec
 	assert.Equal(t, "kata-qemu-tdx", *pod.RuntimeClassName)
-	for _, a := range []string{"--tls=acme", "--acme-email=ops@example.com", "--acme-domain=a.example.com",
-		"--acme-domain=b.example.com", "--acme-ca=https://acme.example/dir", "--pccs-url=https://pccs.example/sgx/certification/v4/"} {
+	for _, a := range []string{"--tls=acme", "--acme-email=ops@example.com", "--acme-domains=a.example.com,b.example.com",
+		"--acme-ca=https://acme.example/dir"} {
 		assert.True(t, hasArg(gw, a), "gateway args %v lack %s", gw.Args, a)
 	}
+	assert.Contains(t, objs.Notes, "--policy policy.yaml --pccs https://pccs.example/sgx/certification/v4/")
 	for _, c := range []corev1.Container{be, gw} {
 		m := mount(c, "data-volume")
 		require.NotNil(t, m, c.Name)
@@ -219,8 +220,9 @@ attestation: {enabled: true, tee: none}`)
 	for _, c := range pod.Containers {
 		require.NotNil(t, c.Lifecycle, c.Name)
 		assert.Equal(t, int64(10), c.Lifecycle.PreStop.Sleep.Seconds, c.Name)
-		assert.True(t, hasArg(c, "--grace=110s"), "%s args %v", c.Name, c.Args)
 	}
+	be := container(t, pod, "backend")
+	assert.True(t, hasArg(be, "--grace=110s"), "backend args %v", be.Args)
 	assert.Equal(t, intstr.FromInt32(2), *objs.PDB.Spec.MinAvailable)
 	assert.Nil(t, objs.PDB.Spec.MaxUnavailable, "minAvailable replaces maxUnavailable")
 	assert.True(t, strings.Contains(objs.Notes, "WARNING: attestation.tee=none"), "tee=none warns in NOTES")

@@ -33,9 +33,7 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
     {{- else if eq $a.tls.mode "acme" }}
     - --tls=acme
     - --acme-email={{ $a.tls.acme.email }}
-    {{- range $a.tls.acme.domains }}
-    - --acme-domain={{ . }}
-    {{- end }}
+    - --acme-domains={{ join "," $a.tls.acme.domains }}
     {{- with $a.tls.acme.caURL }}
     - --acme-ca={{ . }}
     {{- end }}
@@ -44,15 +42,10 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
     - --tls-cert=/etc/tdxl/tls/tls.crt
     - --tls-key=/etc/tdxl/tls/tls.key
     {{- end }}
-    {{- with $a.pccsURL }}
-    - --pccs-url={{ . }}
-    {{- end }}
-    - --grace={{ include "tdxl.graceSeconds" . }}s
     {{- range $a.extraArgs }}
     - {{ . | quote }}
     {{- end }}
   env:
-    # certmagic keeps ACME state under $HOME: the gateway's in-memory tmp volume.
     - name: HOME
       value: /tmp
   ports:
