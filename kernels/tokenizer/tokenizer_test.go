@@ -93,7 +93,7 @@ func TestGoldenTokenizer(t *testing.T) {
 	for _, name := range []string{"tokenizer", "tokenizer_2"} {
 		tok := loadTiny(t, name)
 		ps := prompts[name]
-		if len(ps) != 33 || len(ids[name]) != 33*77 {
+		if len(ps) == 0 || len(ids[name]) != len(ps)*77 {
 			t.Fatalf("%s: %d prompts, %d ids", name, len(ps), len(ids[name]))
 		}
 		for i, p := range ps {
