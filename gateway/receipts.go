@@ -134,8 +134,15 @@ func (g *Gateway) makeReceipt(ctx context.Context, r *http.Request, reqHash, bod
 		ModelSHA256: g.runtime().ModelDigest(), EvidenceSHA256: ce.digest[:], SPKISHA256: spkiHash(cert),
 		Time: time.Now().UTC(), Images: []receipt.Image{},
 	}
-	isObject := json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
+	isObject := isJSONObject(body)
 	if isObject {
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(body, &top); err != nil {
+			return nil, "", fmt.Errorf("reading the response: %w", err)
+		}
+		if _, dup := top[receipt.JSONField]; dup {
+			return nil, "", fmt.Errorf("the backend's response already has a %q field", receipt.JSONField)
+		}
 		var doc generationResponse
 		if err := json.Unmarshal(body, &doc); err != nil {
 			return nil, "", fmt.Errorf("reading the response: %w", err)
@@ -229,6 +236,11 @@ func (g *Gateway) fetchImage(ctx context.Context, raw string) (string, []byte, e
 		return "", nil, fmt.Errorf("image %s over %d bytes", u.Path, g.cfg.MaxResponseBytes)
 	}
 	return u.Path, h.Sum(nil), nil
+}
+
+// isJSONObject reports whether body is one valid JSON object.
+func isJSONObject(body []byte) bool {
+	return json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
 }
 
 // addJSONField appends "key": value to a JSON object, keeping every other
