@@ -220,8 +220,8 @@ func (c *Config) validate() error {
 	}
 	switch c.TLS {
 	case TLSSelfSigned:
-		if c.SelfSignedValidity < time.Minute {
-			return bad("self-signed validity %v is under a minute", c.SelfSignedValidity)
+		if c.SelfSignedValidity < time.Second {
+			return bad("self-signed validity %v is under a second", c.SelfSignedValidity)
 		}
 	case TLSACME:
 		if len(c.ACME.Domains) == 0 {
