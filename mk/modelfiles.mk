@@ -10,3 +10,10 @@ FUZZ_TARGETS += ./kernels/safetensors:FuzzParseHeader ./kernels/tokenizer:FuzzEn
 test-modelfiles:
 	CGO_ENABLED=0 $(GO) vet $(MODELFILES_PKGS)
 	$(GO) test -race $(MODELFILES_PKGS)
+
+BENCH_EXTRA += bench-modelfiles
+
+.PHONY: bench-modelfiles
+# Throughput of the model-file packages: dtype conversion, tokenizer, weight synthesis.
+bench-modelfiles:
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./kernels/safetensors ./kernels/tokenizer ./kernels/synth

@@ -326,3 +326,63 @@ func TestGoldenFilesOpen(t *testing.T) {
 		f.Close()
 	}
 }
+
+// float32ToHalfRef is a plain, branchy reference (exponent and mantissa
+// arithmetic with explicit round-to-nearest-even).
+func float32ToHalfRef(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff {
+		if mant != 0 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		if e < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint32(14 - e)
+		half := uint32(1) << (shift - 1)
+		r := mant >> shift
+		rem := mant & (1<<shift - 1)
+		if rem > half || (rem == half && r&1 == 1) {
+			r++
+		}
+		return sign | uint16(r)
+	}
+	r := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
+		r++
+	}
+	return sign | uint16(r)
+}
+
+func TestFloat32ToHalfAgainstReference(t *testing.T) {
+	check := func(bits uint32) {
+		f := math.Float32frombits(bits)
+		got, want := Float32ToHalf(f), float32ToHalfRef(f)
+		if got != want {
+			t.Fatalf("Float32ToHalf(%g = %#08x) = %#04x, want %#04x", f, bits, got, want)
+		}
+	}
+	// Every exponent with edge mantissas (ties, just above/below), both signs.
+	for e := uint32(0); e < 256; e++ {
+		for _, m := range []uint32{0, 1, 0xfff, 0x1000, 0x1001, 0x2000, 0x3000, 0x7fe000, 0x7fefff, 0x7ff000, 0x7fffff, 0x400000} {
+			check(e<<23 | m)
+			check(1<<31 | e<<23 | m)
+		}
+	}
+	// The whole half-relevant range sampled densely (every 97th pattern).
+	for b := uint32(100 << 23); b < 144<<23; b += 97 {
+		check(b)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 	"unsafe"
 )
 
@@ -46,8 +47,9 @@ func (t Tensor) Float32() ([]float32, error) {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
 		}
 	case F16:
+		tab := halfTable()
 		for i := range out {
-			out[i] = HalfToFloat32(binary.LittleEndian.Uint16(t.Data[2*i:]))
+			out[i] = tab[binary.LittleEndian.Uint16(t.Data[2*i:])]
 		}
 	case BF16:
 		for i := range out {
@@ -104,6 +106,23 @@ func (t Tensor) Uint8() ([]uint8, error) {
 	return append([]uint8(nil), t.Data...), nil
 }
 
+var (
+	halfOnce sync.Once
+	halfTab  *[1 << 16]float32
+)
+
+// halfTable is HalfToFloat32 for every half value (256 KB, built on first use).
+func halfTable() *[1 << 16]float32 {
+	halfOnce.Do(func() {
+		t := new([1 << 16]float32)
+		for h := range t {
+			t[h] = HalfToFloat32(uint16(h))
+		}
+		halfTab = t
+	})
+	return halfTab
+}
+
 // HalfToFloat32 converts an IEEE 754 binary16 value (exactly; subnormals,
 // infinities and NaN payloads included).
 func HalfToFloat32(h uint16) float32 {
@@ -128,42 +147,29 @@ func HalfToFloat32(h uint16) float32 {
 }
 
 // Float32ToHalf converts to IEEE binary16 with round-to-nearest-even
-// (overflow to ±Inf, NaN kept quiet).
+// (overflow to ±Inf; NaN becomes the quiet NaN 0x7e00 with the sign kept).
 func Float32ToHalf(f float32) uint16 {
 	b := math.Float32bits(f)
 	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
+	b &^= 0x80000000
+	switch {
+	case b >= 143<<23: // |f| >= 65536 (rounds to Inf), Inf or NaN
+		if b > 0x7f800000 {
+			return sign | 0x7e00
 		}
 		return sign | 0x7c00
+	case b < 113<<23: // half subnormal or zero: let the FPU round at 2^-24
+		// Adding 0.5 (exponent 126) aligns the half's subnormal bits at the
+		// bottom of the mantissa; float32 addition rounds to nearest even.
+		const magic = 126 << 23
+		v := math.Float32frombits(b) + math.Float32frombits(magic)
+		return sign | uint16(math.Float32bits(v)-magic)
 	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		if e < -10 {
-			return sign
-		}
-		mant |= 0x800000
-		shift := uint32(14 - e)
-		half := uint32(1) << (shift - 1)
-		r := mant >> shift
-		rem := mant & (1<<shift - 1)
-		if rem > half || (rem == half && r&1 == 1) {
-			r++
-		}
-		return sign | uint16(r)
-	}
-	r := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
-		r++ // may carry into the exponent, which is correct (up to Inf)
-	}
-	return sign | uint16(r)
+	// Normal: rebias the exponent, round to nearest even on bit 13 (a carry
+	// into the exponent is correct, up to Inf).
+	odd := (b >> 13) & 1
+	b = b - (127-15)<<23 + 0xfff + odd
+	return sign | uint16(b>>13)
 }
 
 // Float32ToBF16 converts to bfloat16 with round-to-nearest-even (NaN kept quiet).
