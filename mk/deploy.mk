@@ -36,5 +36,8 @@ image:
 image-lite:
 	DOCKER_BUILDKIT=1 $(DOCKER) build --target lite -t $(IMAGE):$(IMAGE_TAG)-lite .
 
-lint-policies: build
+lint-policies:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/tdxl ./cmd/tdxl
 	$(BIN)/tdxl policy lint deploy/policies/*.yaml
+	$(BIN)/tdxl policy lint --strict deploy/policies/tdx-*.yaml
