@@ -130,7 +130,9 @@ func (s *selfSigned) rotate(ctx context.Context) error {
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		ExtraExtensions:       []pkix.Extension{{Id: envelope.EvidenceExtensionOID, Value: msg}},
+	}
+	if msg != nil {
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: envelope.EvidenceExtensionOID, Value: msg}}
 	}
 	for _, n := range s.names {
 		if ip := net.ParseIP(n); ip != nil {

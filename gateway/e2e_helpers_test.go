@@ -86,7 +86,7 @@ func newFakeBackend(t *testing.T) *fakeBackend {
 		b.mu.Unlock()
 		w.Header().Set("Tdxl-Receipt", "forged-by-backend")
 		json.NewEncoder(w).Encode(map[string]any{"len": len(body), "xfh": r.Header.Get("X-Forwarded-Host"),
-			"xfp": r.Header.Get("X-Forwarded-Proto"), "xff": r.Header.Get("X-Forwarded-For")})
+			"xfp": r.Header.Get("X-Forwarded-Proto"), "host": r.Host, "xff": r.Header.Get("X-Forwarded-For")})
 	})
 	mux.HandleFunc("/images/", func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()

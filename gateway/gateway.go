@@ -56,6 +56,10 @@ type Gateway struct {
 	conns     sync.Map // net.Conn (raw) → *connInfo
 	addr      atomic.Value
 	requoting sync.Map // certID → struct{}: background quotes in flight
+
+	bootOnce sync.Once
+	boot     *tls.Certificate
+	bootErr  error
 }
 
 type connInfoKey struct{}
@@ -168,6 +172,12 @@ func (g *Gateway) newCertificate(cert *tls.Certificate) {
 // connection, so the evidence endpoint and receipts use exactly that key.
 func (g *Gateway) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cert, err := g.src.getCertificate(hello)
+	if (err != nil || cert == nil) && !g.ready.Load() && !isACMEChallenge(hello) {
+		// Starting: serve a throw-away certificate so /healthz and /readyz
+		// answer while the model is measured; the evidence endpoint and
+		// the proxy answer 503 until ready.
+		return g.bootstrapCert()
+	}
 	if err != nil || cert == nil {
 		return cert, err
 	}
@@ -180,6 +190,22 @@ func (g *Gateway) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 	}
 	return cert, nil
+}
+
+// bootstrapCert returns the start-up certificate (made once, in memory,
+// with no evidence: nothing attested is served under it).
+func (g *Gateway) bootstrapCert() (*tls.Certificate, error) {
+	g.bootOnce.Do(func() {
+		s := &selfSigned{names: []string{"localhost"}, validity: time.Hour,
+			evidence: func(context.Context, crypto.Signer) ([]byte, error) { return nil, nil },
+			adopt:    func(*tls.Certificate, []byte) {}}
+		if err := s.rotate(context.Background()); err != nil {
+			g.bootErr = err
+			return
+		}
+		g.boot = s.cert
+	})
+	return g.boot, g.bootErr
 }
 
 // servedCertificate returns the certificate served on r's connection.
@@ -267,7 +293,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("serving: %w", err)
 	case err := <-startErr:
 		if err != nil {
-			result = err
+			if ctx.Err() == nil { // a stop during start-up is a clean stop
+				result = err
+			}
 			break
 		}
 		go src.run(runCtx)

@@ -149,7 +149,7 @@ func TestProxyEndToEnd(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&echo)
 	resp.Body.Close()
 	host := gw.Addr
-	if echo["xfh"] != host || echo["xfp"] != "https" || echo["xff"] != "127.0.0.1" || echo["len"] != float64(5) {
+	if echo["xfh"] != host || echo["xfp"] != "https" || echo["xff"] != "127.0.0.1" || echo["len"] != float64(5) || echo["host"] != host {
 		t.Fatalf("forwarded headers: %v", echo)
 	}
 	if resp.Header.Get(receipt.Header) != "" {

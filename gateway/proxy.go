@@ -36,11 +36,16 @@ func newBackendTransport(t backendTarget, responseTimeout time.Duration) *http.T
 // newProxy returns the reverse proxy to the backend. It sets
 // X-Forwarded-For (the client's IP), X-Forwarded-Host (the Host the client
 // used) and X-Forwarded-Proto ("https"), replacing whatever the client sent,
-// so the backend builds image URLs with the scheme and host the client used.
+// so the backend builds image URLs with the scheme and host the client used;
+// the Host header itself is passed through unchanged.
 func (g *Gateway) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(g.backend.url)
+			// Keep the Host the client used, so a backend that does not
+			// trust X-Forwarded-Host (e.g. from a unix-socket peer) still
+			// builds image URLs with the client's host.
+			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			pr.Out.Header.Del(receipt.Header)
 		},
