@@ -292,7 +292,8 @@ func (p *Policy) Line(path string) int {
 	return p.Lines[path]
 }
 
-// Where returns "file:line" for a key path ("file" if the line is unknown).
+// Where returns "file:line" for a key path, "file (default)" when the file does not set it, and
+// "file" for the empty path.
 func (p *Policy) Where(path string) string {
 	if p == nil {
 		return ""
@@ -304,7 +305,10 @@ func (p *Policy) Where(path string) string {
 	if l := p.Line(path); l > 0 {
 		return src + ":" + itoa(l)
 	}
-	return src
+	if path == "" {
+		return src
+	}
+	return src + " (default)"
 }
 
 func itoa(n int) string {
