@@ -127,14 +127,17 @@ void epilogue(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64
 
 double fma_loop(int64_t iters) {
     __m256 acc[12];
+    #pragma GCC unroll 16
     for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps(static_cast<float>(i));
     const __m256 m = _mm256_set1_ps(0.999999f), s = _mm256_set1_ps(1e-7f);
     for (int64_t it = 0; it < iters; it++) {
+        #pragma GCC unroll 16
         for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], m, s);
         __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]), "+x"(acc[5]),
                          "+x"(acc[6]), "+x"(acc[7]), "+x"(acc[8]), "+x"(acc[9]), "+x"(acc[10]), "+x"(acc[11]));
     }
     __m256 t = acc[0];
+    #pragma GCC unroll 16
     for (int i = 1; i < 12; i++) t = _mm256_add_ps(t, acc[i]);
     float f[8];
     _mm256_storeu_ps(f, t);

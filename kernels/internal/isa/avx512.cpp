@@ -173,12 +173,15 @@ const int kBQ = 48, kBK = 64, kAMR = 6;
 // S[r][0..64) = q_r . K^T[:, j0..j0+64) for kAMR rows (row pointers q[r], stride 1 over d).
 void attn_scores(const float *const *q, const float *kt, int64_t tk_pad, int64_t d, float *s) {
     __m512 acc[kAMR][4];
+    #pragma GCC unroll 16
     for (int r = 0; r < kAMR; r++)
+        #pragma GCC unroll 16
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
     for (int64_t dd = 0; dd < d; dd++) {
         const float *kr = kt + dd * tk_pad;
         const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
         const __m512 k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
+        #pragma GCC unroll 16
         for (int r = 0; r < kAMR; r++) {
             const __m512 qv = _mm512_set1_ps(q[r][dd]);
             acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
@@ -187,7 +190,9 @@ void attn_scores(const float *const *q, const float *kt, int64_t tk_pad, int64_t
             acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
         }
     }
+    #pragma GCC unroll 16
     for (int r = 0; r < kAMR; r++)
+        #pragma GCC unroll 16
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(s + r * kBK + v * 16, acc[r][v]);
 }
 
@@ -195,17 +200,21 @@ void attn_scores(const float *const *q, const float *kt, int64_t tk_pad, int64_t
 void attn_pv(const float *p, const float *vb, int64_t ldv, int64_t jn, int64_t dc, int64_t d, float *o,
              int64_t ldo_s) {
     __mmask16 mk[4];
+    #pragma GCC unroll 16
     for (int v = 0; v < 4; v++) {
         const int64_t left = d - dc - v * 16;
         mk[v] = left <= 0 ? static_cast<__mmask16>(0) : tail_mask(left);
     }
     __m512 acc[kAMR][4];
+    #pragma GCC unroll 16
     for (int r = 0; r < kAMR; r++)
+        #pragma GCC unroll 16
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_maskz_loadu_ps(mk[v], o + r * ldo_s + dc + v * 16);
     for (int64_t j = 0; j < jn; j++) {
         const float *vr = vb + j * ldv + dc;
         const __m512 v0 = _mm512_maskz_loadu_ps(mk[0], vr), v1 = _mm512_maskz_loadu_ps(mk[1], vr + 16);
         const __m512 v2 = _mm512_maskz_loadu_ps(mk[2], vr + 32), v3 = _mm512_maskz_loadu_ps(mk[3], vr + 48);
+        #pragma GCC unroll 16
         for (int r = 0; r < kAMR; r++) {
             const __m512 pv = _mm512_set1_ps(p[r * kBK + j]);
             acc[r][0] = _mm512_fmadd_ps(pv, v0, acc[r][0]);
@@ -214,7 +223,9 @@ void attn_pv(const float *p, const float *vb, int64_t ldv, int64_t jn, int64_t d
             acc[r][3] = _mm512_fmadd_ps(pv, v3, acc[r][3]);
         }
     }
+    #pragma GCC unroll 16
     for (int r = 0; r < kAMR; r++)
+        #pragma GCC unroll 16
         for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(o + r * ldo_s + dc + v * 16, mk[v], acc[r][v]);
 }
 
@@ -248,6 +259,7 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
     for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
         const int64_t jn = kend - j0 < kBK ? kend - j0 : kBK;
         for (int64_t r0 = 0; r0 < nrows_pad; r0 += kAMR) {
+            #pragma GCC unroll 16
             for (int r = 0; r < kAMR; r++) {
                 int64_t qi = q0 + r0 + r;
                 if (qi >= q1) qi = q1 - 1;
@@ -271,6 +283,7 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
             }
             __m512 mx = _mm512_set1_ps(-INFINITY);
             const __m512 sc = _mm512_set1_ps(a->scale);
+            #pragma GCC unroll 16
             for (int v = 0; v < 4; v++) {
                 const __mmask16 mk = v * 16 >= vis ? 0 : tail_mask(vis - v * 16);
                 const __m512 x = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), mk, _mm512_loadu_ps(s + v * 16), sc);
@@ -281,6 +294,7 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
             const float corr = mrow[r] == -INFINITY ? 0.0f : std::exp(mrow[r] - mnew);
             const __m512 mv = _mm512_set1_ps(mnew);
             __m512 sum = _mm512_setzero_ps();
+            #pragma GCC unroll 16
             for (int v = 0; v < 4; v++) {
                 const __m512 p = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + v * 16), mv));
                 const __mmask16 mk = v * 16 >= vis ? 0 : tail_mask(vis - v * 16);
@@ -355,14 +369,17 @@ void gn_apply(const float *x, float *y, int64_t rows, int64_t c, const float *sc
 
 double fma_loop(int64_t iters) {
     __m512 acc[12];
+    #pragma GCC unroll 16
     for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps(static_cast<float>(i));
     const __m512 m = _mm512_set1_ps(0.999999f), s = _mm512_set1_ps(1e-7f);
     for (int64_t it = 0; it < iters; it++) {
+        #pragma GCC unroll 16
         for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(acc[i], m, s);
         __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]), "+v"(acc[5]),
                          "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]), "+v"(acc[10]), "+v"(acc[11]));
     }
     __m512 t = acc[0];
+    #pragma GCC unroll 16
     for (int i = 1; i < 12; i++) t = _mm512_add_ps(t, acc[i]);
     volatile float sink = _mm512_reduce_add_ps(t);
     (void)sink;

@@ -94,15 +94,18 @@ void ukr(int64_t kc, const float *const *, const uint16_t *abf, int64_t lda, con
 
 double fma_loop(int64_t iters) {
     __m512 acc[12];
+    #pragma GCC unroll 16
     for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps(0.0f);
     const __m512bh x = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3f803f80));  // (1.0, 1.0)
     const __m512bh y = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x33d633d6));  // tiny
     for (int64_t it = 0; it < iters; it++) {
+        #pragma GCC unroll 16
         for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
         __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]), "+v"(acc[5]),
                          "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]), "+v"(acc[10]), "+v"(acc[11]));
     }
     __m512 t = acc[0];
+    #pragma GCC unroll 16
     for (int i = 1; i < 12; i++) t = _mm512_add_ps(t, acc[i]);
     volatile float sink = _mm512_reduce_add_ps(t);
     (void)sink;

@@ -133,7 +133,7 @@ struct gemm_job {
     const float *bias, *res;
     int64_t ldr;
     int act;
-    int64_t mc, nc, nblocks;
+    int64_t mc, nc, nblocks, mblocks;
     tdxl_isa_ctx *ctx;
 };
 
@@ -178,7 +178,8 @@ void gemm_task(void *arg, int64_t task, int tid) {
     const tdxl_gemm_kernel *kern = g->kern;
     const tdxl_isa_weight *w = g->w;
     const int mr = kern->mr, nr = kern->nr;
-    const int64_t mb = task / g->nblocks, nb = task % g->nblocks;
+    // N-major: consecutive tasks share one block of packed weights (while it is hot in cache).
+    const int64_t nb = task / g->mblocks, mb = task % g->mblocks;
     const int64_t m0 = mb * g->mc, n0 = nb * g->nc;
     const int64_t mlen = std::min(g->mc, g->m - m0), nlen = std::min(g->nc, w->n - n0);
     const int64_t mpad = round_up(mlen, mr), npanels = ceil_div(nlen, nr);
@@ -244,9 +245,10 @@ int run_gemm(gemm_job &g) {
     g.mc = mc;
     g.nc = nc;
     g.nblocks = ceil_div(g.w->n, nc);
+    g.mblocks = ceil_div(g.m, mc);
     int rc = tdxl_ctx_reserve(g.ctx, scratch_bytes(g));
     if (rc != TDXL_ISA_OK) return rc;
-    tdxl_pool_run(tdxl_ctx_pool(g.ctx), ceil_div(g.m, mc) * g.nblocks, gemm_task, &g);
+    tdxl_pool_run(tdxl_ctx_pool(g.ctx), g.mblocks * g.nblocks, gemm_task, &g);
     return TDXL_ISA_OK;
 }
 

@@ -276,3 +276,13 @@ func (c *Ctx) FMAPeak(seconds float64) (float64, error) {
 	}
 	return float64(g), nil
 }
+
+// DotPeak measures the peak of the instruction the context level's bf16 GEMM uses (vdpbf16ps on
+// avx512bf16, fp32 FMA below); ErrUnsupported on the AMX levels.
+func (c *Ctx) DotPeak(seconds float64) (float64, error) {
+	var g C.double
+	if err := status("measuring dot peak", C.tdxl_isa_dot_peak(c.p, C.double(seconds), &g)); err != nil {
+		return 0, err
+	}
+	return float64(g), nil
+}

@@ -114,6 +114,9 @@ int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int64_t c, int
 /* Benchmark helper: FLOP/s of a register-resident FMA loop on all of ctx's threads at ctx's level
  * (zmm for avx512*, ymm for avx2, scalar-ish for ref). Runs for about `seconds`. */
 int tdxl_isa_fma_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops);
+/* Same for the instruction the ctx level's bf16 GEMM is built on (vdpbf16ps for avx512bf16, fp32 FMA for
+ * avx512/avx2/ref); TDXL_ISA_EUNSUPPORTED for the AMX levels (no tile peak loop). */
+int tdxl_isa_dot_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops);
 
 #ifdef __cplusplus
 }

@@ -35,17 +35,30 @@ void peak_task(void *arg, int64_t, int) {
     j->rate_mflops.fetch_add(static_cast<int64_t>(flops / (t1 - t0) / 1e6));
 }
 
-}  // namespace
-
-extern "C" int tdxl_isa_fma_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops) {
+int run_peak(tdxl_isa_ctx *ctx, const tdxl_isa_ops *ops, double seconds, double *gflops) {
     if (ctx == nullptr || gflops == nullptr || !(seconds > 0) || seconds > 60) return TDXL_ISA_EINVAL;
     peak_job j;
-    j.ops = tdxl_ctx_ops(ctx);
-    if (j.ops->level == TDXL_ISA_AMX || j.ops->level == TDXL_ISA_AVX512BF16) j.ops = tdxl_isa_ops_for(TDXL_ISA_AVX512);
-    if (j.ops->level == TDXL_ISA_AMX_EMU) j.ops = tdxl_isa_ops_for(TDXL_ISA_REF);
+    j.ops = ops;
     j.threads = tdxl_isa_ctx_threads(ctx);
     j.seconds = seconds;
     tdxl_pool_run(tdxl_ctx_pool(ctx), j.threads, peak_task, &j);
     *gflops = static_cast<double>(j.rate_mflops.load()) / 1e3;
     return TDXL_ISA_OK;
+}
+
+}  // namespace
+
+extern "C" int tdxl_isa_fma_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops) {
+    if (ctx == nullptr) return TDXL_ISA_EINVAL;
+    int level = tdxl_isa_ctx_level(ctx);
+    if (level == TDXL_ISA_AMX || level == TDXL_ISA_AVX512BF16) level = TDXL_ISA_AVX512;
+    if (level == TDXL_ISA_AMX_EMU) level = TDXL_ISA_REF;
+    return run_peak(ctx, tdxl_isa_ops_for(level), seconds, gflops);
+}
+
+extern "C" int tdxl_isa_dot_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops) {
+    if (ctx == nullptr) return TDXL_ISA_EINVAL;
+    const int level = tdxl_isa_ctx_level(ctx);
+    if (level == TDXL_ISA_AMX || level == TDXL_ISA_AMX_EMU) return TDXL_ISA_EUNSUPPORTED;
+    return run_peak(ctx, tdxl_isa_ops_for(level), seconds, gflops);
 }

@@ -1,0 +1,300 @@
+package isa
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"time"
+)
+
+// ReportOptions configures Report. The zero value benchmarks all CPUs at the best level for ~1-2 minutes.
+type ReportOptions struct {
+	Threads  int           // 0 = all CPUs
+	MinTime  time.Duration // per shape and path; 0 = 300ms
+	PeakTime time.Duration // FMA peak measurement; 0 = 1s
+	Short    bool          // a few shapes only (smoke runs)
+}
+
+// ReportRow is one measured shape on one path.
+type ReportRow struct {
+	Op, Shape, Path string
+	M               int // GEMM rows (tokens / pixels); 0 for attention
+	GFLOPs          float64
+	PctOfPeak       float64 // of the fp32 FMA peak measured just before this row (tracks host load)
+	PctOfDot        float64 // of the peak of the path's own instruction (vdpbf16ps on avx512bf16), same timing
+	Seconds         float64 // per call
+}
+
+// ReportResult is what Report measured.
+type ReportResult struct {
+	Threads    int
+	Best       string
+	PeakGFLOPs float64 // fp32 FMA, zmm (avx512 and up) or ymm, all threads, measured in the same run
+	AVX2Peak   float64 // fp32 FMA with ymm, when AVX2 is available
+	Rows       []ReportRow
+	// Medians over the GEMM shapes with M >= 1024: the fp32-FMA path (avx512, else the best) against the
+	// fp32 FMA peak, and the best path against the peak of its own instruction.
+	GEMMPctFMA, GEMMPctBest float64
+}
+
+type gemmShape struct {
+	what    string
+	m, k, n int
+}
+
+// SDXL's real GEMM shapes (tokens x in x out); see shared/anchors/inference-perf.md §2.
+var benchGEMM = []gemmShape{
+	{"64² level 1x1/linear (1024² image)", 4096, 320, 320},
+	{"64² level (1024²)", 4096, 320, 1280},
+	{"64² level (1024²)", 4096, 320, 2560},
+	{"32² attn proj, C=640", 1024, 640, 640},
+	{"32² GEGLU in, C=640", 1024, 640, 5120},
+	{"32² FF out, C=640", 1024, 2560, 640},
+	{"32² attn proj, C=1280 (1024²)", 1024, 1280, 1280},
+	{"32² GEGLU in, C=1280 (1024²)", 1024, 1280, 10240},
+	{"16² attn proj, C=1280 (512²)", 256, 1280, 1280},
+	{"16² GEGLU in, C=1280 (512²)", 256, 1280, 10240},
+	{"16² FF out, C=1280 (512²)", 256, 5120, 1280},
+	{"text K/V, 77 tokens", 77, 2048, 1280},
+}
+
+type convShape struct {
+	what                   string
+	h, w, cin, cout, strde int
+}
+
+var benchConv = []convShape{
+	{"UNet 64² 320->320", 64, 64, 320, 320, 1},
+	{"UNet 32² 640->640", 32, 32, 640, 640, 1},
+	{"UNet 16² 1280->1280", 16, 16, 1280, 1280, 1},
+	{"UNet down 64²->32² 320", 64, 64, 320, 320, 2},
+	{"VAE 64² 512->512", 64, 64, 512, 512, 1},
+}
+
+type attnShape struct {
+	what             string
+	tq, tk, heads, d int
+}
+
+var benchAttn = []attnShape{
+	{"UNet 32² self (512²), 10 heads", 1024, 1024, 10, 64},
+	{"UNet 64² self (1024²), 5 of 10 heads", 4096, 4096, 5, 64},
+	{"UNet cross 1024x77, 10 heads", 1024, 77, 10, 64},
+	{"VAE mid 64² (512²), 1 head d=512", 4096, 4096, 1, 512},
+}
+
+func timeIt(minTime time.Duration, f func() error) (float64, error) {
+	if err := f(); err != nil { // warm-up (scratch growth, page faults)
+		return 0, err
+	}
+	n := 0
+	start := time.Now()
+	for time.Since(start) < minTime || n < 1 {
+		if err := f(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return time.Since(start).Seconds() / float64(n), nil
+}
+
+// Report measures the FMA peak, then GEMM, conv and attention over SDXL's shapes, printing one line per
+// shape with GFLOP/s, % of the same-run peak and the path that ran. Figures on a shared machine are noisy.
+func Report(out io.Writer, opts ReportOptions) (*ReportResult, error) {
+	if opts.MinTime == 0 {
+		opts.MinTime = 300 * time.Millisecond
+	}
+	if opts.PeakTime == 0 {
+		opts.PeakTime = time.Second
+	}
+	best := Best()
+	ctx, err := NewCtx(opts.Threads, best)
+	if err != nil {
+		return nil, err
+	}
+	defer ctx.Close()
+	res := &ReportResult{Threads: ctx.Threads(), Best: best.String()}
+	if res.PeakGFLOPs, err = ctx.FMAPeak(opts.PeakTime.Seconds()); err != nil {
+		return nil, err
+	}
+	if best >= LevelAVX2 {
+		c2, err := NewCtx(opts.Threads, LevelAVX2)
+		if err != nil {
+			return nil, err
+		}
+		res.AVX2Peak, err = c2.FMAPeak(opts.PeakTime.Seconds() / 2)
+		c2.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(out, "isa report: %d threads, best path %s, fp32 FMA peak %.1f GFLOP/s (ymm %.1f), measured now\n",
+		res.Threads, res.Best, res.PeakGFLOPs, res.AVX2Peak)
+	paths := []Level{best}
+	if best > LevelAVX512 && Supported(LevelAVX512) {
+		paths = append(paths, LevelAVX512) // the fp32-FMA path with bf16 weights, for comparison
+	}
+	gemms, convs, attns := benchGEMM, benchConv, benchAttn
+	if opts.Short {
+		gemms, convs, attns = gemms[3:4], convs[1:2], attns[0:1]
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	var largeFMA, largeBest []float64
+	fmaPath := best
+	if best > LevelAVX512 {
+		fmaPath = LevelAVX512
+	}
+	for _, lv := range paths {
+		c := ctx
+		if lv != best {
+			if c, err = NewCtx(opts.Threads, lv); err != nil {
+				return nil, err
+			}
+			defer c.Close()
+		}
+		for _, s := range gemms {
+			row, err := benchLinear(c, r, s, opts.MinTime)
+			if err != nil {
+				return nil, err
+			}
+			res.Rows = append(res.Rows, row)
+			fmt.Fprintln(out, row.line())
+			if lv == best && s.m >= 1024 {
+				largeBest = append(largeBest, row.PctOfDot)
+			}
+			if lv == fmaPath && s.m >= 1024 {
+				largeFMA = append(largeFMA, row.PctOfPeak)
+			}
+		}
+		for _, s := range convs {
+			row, err := benchConv2D(c, r, s, opts.MinTime)
+			if err != nil {
+				return nil, err
+			}
+			res.Rows = append(res.Rows, row)
+			fmt.Fprintln(out, row.line())
+		}
+	}
+	for _, s := range attns {
+		row, err := benchAttention(ctx, r, s, opts.MinTime)
+		if err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, row)
+		fmt.Fprintln(out, row.line())
+	}
+	res.GEMMPctFMA, res.GEMMPctBest = median(largeFMA), median(largeBest)
+	fmt.Fprintf(out, "isa report: GEMM at M >= 1024, median: %s path %.0f%% of the fp32 FMA peak; %s path %.0f%% of its own peak\n",
+		fmaPath, res.GEMMPctFMA, best, res.GEMMPctBest)
+	return res, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func (r ReportRow) line() string {
+	return fmt.Sprintf("%-9s %-58s %-24s %9.2f ms %7.1f GFLOP/s %5.0f%% of FMA peak %5.0f%% of own peak",
+		r.Op, r.Shape, r.Path, r.Seconds*1e3, r.GFLOPs, r.PctOfPeak, r.PctOfDot)
+}
+
+// localPeaks measures, right before a row, the fp32 FMA peak and the peak of the instruction the context's
+// GEMM is built on: on a shared host the load changes within seconds, so each row is set against the
+// capacity it actually had.
+func localPeaks(c *Ctx) (fma, dot float64, err error) {
+	if fma, err = c.FMAPeak(0.1); err != nil {
+		return 0, 0, err
+	}
+	if dot, err = c.DotPeak(0.1); err != nil {
+		dot = fma // AMX: no tile peak loop
+	}
+	return fma, dot, nil
+}
+
+func (r *ReportRow) setPeaks(flops, fma, dot float64) {
+	r.GFLOPs = flops / r.Seconds / 1e9
+	r.PctOfPeak = 100 * r.GFLOPs / fma
+	r.PctOfDot = 100 * r.GFLOPs / dot
+}
+
+func benchLinear(c *Ctx, r *rand.Rand, s gemmShape, minTime time.Duration) (ReportRow, error) {
+	w, err := c.PackLinear(f32bytes(randSlice(r, s.n*s.k, 0.05)), F32, s.n, s.k, false)
+	if err != nil {
+		return ReportRow{}, err
+	}
+	defer w.Free()
+	x, y := randSlice(r, s.m*s.k, 1), make([]float32, s.m*s.n)
+	fma, dot, err := localPeaks(c)
+	if err != nil {
+		return ReportRow{}, err
+	}
+	sec, err := timeIt(minTime, func() error { return c.Linear(w, s.m, x, s.k, y, s.n, nil, nil, 0, ActNone) })
+	if err != nil {
+		return ReportRow{}, err
+	}
+	row := ReportRow{Op: "linear", Shape: fmt.Sprintf("M%d K%d N%d %s", s.m, s.k, s.n, s.what), M: s.m,
+		Path: pathName(w), Seconds: sec}
+	row.setPeaks(2*float64(s.m)*float64(s.k)*float64(s.n), fma, dot)
+	return row, nil
+}
+
+func benchConv2D(c *Ctx, r *rand.Rand, s convShape, minTime time.Duration) (ReportRow, error) {
+	w, err := c.PackConv(f32bytes(randSlice(r, s.cout*s.cin*9, 0.02)), F32, s.cout, s.cin, 3, 3, false)
+	if err != nil {
+		return ReportRow{}, err
+	}
+	defer w.Free()
+	ho, wo := ConvOut(s.h, 3, s.strde, 1), ConvOut(s.w, 3, s.strde, 1)
+	x, y := randSlice(r, s.h*s.w*s.cin, 1), make([]float32, ho*wo*s.cout)
+	fma, dot, err := localPeaks(c)
+	if err != nil {
+		return ReportRow{}, err
+	}
+	sec, err := timeIt(minTime, func() error { return c.Conv2D(w, 1, s.h, s.w, x, s.strde, 1, y, nil, nil, ActNone) })
+	if err != nil {
+		return ReportRow{}, err
+	}
+	row := ReportRow{Op: "conv3x3", Shape: s.what, M: ho * wo, Path: pathName(w), Seconds: sec}
+	row.setPeaks(2*float64(ho*wo)*float64(9*s.cin)*float64(s.cout), fma, dot)
+	return row, nil
+}
+
+func benchAttention(c *Ctx, r *rand.Rand, s attnShape, minTime time.Duration) (ReportRow, error) {
+	hd := s.heads * s.d
+	a := AttentionArgs{B: 1, Tq: s.tq, Tk: s.tk, Heads: s.heads, D: s.d, Q: randSlice(r, s.tq*hd, 1),
+		K: randSlice(r, s.tk*hd, 1), V: randSlice(r, s.tk*hd, 1), O: make([]float32, s.tq*hd),
+		LdQ: hd, LdK: hd, LdV: hd, LdO: hd, Scale: float32(1 / math.Sqrt(float64(s.d)))}
+	fma, err := c.FMAPeak(0.1)
+	if err != nil {
+		return ReportRow{}, err
+	}
+	sec, err := timeIt(minTime, func() error { return c.Attention(a) })
+	if err != nil {
+		return ReportRow{}, err
+	}
+	path := c.Level()
+	if path > LevelAVX512 && path != LevelAMXEmu {
+		path = LevelAVX512 // attention runs the avx512 kernels on the bf16 levels
+	}
+	row := ReportRow{Op: "attention", Shape: fmt.Sprintf("%dx%dx%d %s", s.tq, s.tk, s.d, s.what),
+		Path: path.String() + " fp32", Seconds: sec}
+	row.setPeaks(4*float64(s.tq)*float64(s.tk)*float64(hd), fma, fma)
+	return row, nil
+}
+
+func pathName(w *Weight) string {
+	switch w.Level() {
+	case LevelAVX512BF16:
+		return "avx512bf16 (vdpbf16ps)"
+	case LevelAMX, LevelAMXEmu:
+		return w.Level().String() + " (tiles)"
+	default:
+		return w.Level().String() + " fp32 FMA, bf16 W"
+	}
+}
