@@ -2,6 +2,8 @@
 
 FUZZ_TARGETS += ./policy:FuzzParse
 
+TEST_EXTRA   += verifier-cross
+
 .PHONY: verifier-cross
 # The client must build for every desktop OS, pure Go.
 verifier-cross:
