@@ -209,11 +209,23 @@ func (c *Config) withDefaults() Config {
 }
 
 func (c *Config) validate() error {
+	if c.Issuer == nil {
+		return fmt.Errorf("%w: no evidence issuer (--tee)", ErrConfig)
+	}
+	return c.check()
+}
+
+// CheckSettings validates everything but Issuer (defaults applied), so a
+// command can report a bad flag before it opens the TEE. Errors wrap
+// ErrConfig.
+func (c Config) CheckSettings() error {
+	d := c.withDefaults()
+	return d.check()
+}
+
+func (c *Config) check() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
-	}
-	if c.Issuer == nil {
-		return bad("no evidence issuer (--tee)")
 	}
 	if _, err := parseBackend(c.Backend); err != nil {
 		return err

@@ -155,6 +155,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 			cfg.ACME.Storage = &certmagic.FileStorage{Path: o.acmeStorage}
 		}
 	}
+	if err := cfg.CheckSettings(); err != nil {
+		return cfg, err
+	}
 	src, err := o.issuer(logger)
 	if err != nil {
 		return cfg, err
