@@ -1,6 +1,6 @@
 # mk/verifier.mk — policy, verifier and the tdxl client (engineer F).
 
-FUZZ_TARGETS += ./policy:FuzzParse
+FUZZ_TARGETS += ./policy:FuzzParse ./verifier:FuzzVerifyTDXQuote ./verifier:FuzzVerifySNPReport
 
 TEST_EXTRA   += verifier-cross
 
