@@ -55,11 +55,11 @@ func isControl(r rune) bool {
 	return !isAssigned(r)
 }
 
-// isAssigned reports whether r has a general category other than Cn.
-func isAssigned(r rune) bool {
-	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z,
-		unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs)
-}
+// isAssigned reports whether r had a general category other than Cn in
+// Unicode 14.0.0, the version of the reference (Python 3.11's unicodedata):
+// characters added later count as unassigned there, so they are dropped here
+// too, whatever Unicode version Go's tables have.
+func isAssigned(r rune) bool { return unicode.Is(assigned14, r) }
 
 // isCJK is BasicTokenizer's _is_chinese_char (CJK Unified Ideographs blocks).
 func isCJK(r rune) bool {

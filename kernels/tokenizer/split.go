@@ -68,8 +68,12 @@ func matchAt(s string) int {
 	return n
 }
 
-// isRegexSpace is \s of the regex module (Unicode White_Space).
-func isRegexSpace(r rune) bool { return unicode.Is(unicode.White_Space, r) }
+// isRegexSpace is \s of the regex module (Unicode White_Space), extended by
+// the one character no alternative matches under IGNORECASE: U+0345 COMBINING
+// GREEK YPOGEGRAMMENI (Mn) is not in [\p{L}], but because it case-folds to
+// iota it is not in [^\s\p{L}\p{N}] either (checked over every code point
+// with the regex module), so findall skips it like whitespace.
+func isRegexSpace(r rune) bool { return r == 0x345 || unicode.Is(unicode.White_Space, r) }
 
 // hasPrefixFold reports whether s starts with the ASCII literal lit under
 // simple case folding (the pattern is compiled with IGNORECASE: 'S matches 's,
