@@ -415,6 +415,43 @@ func TestOpenStrictErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("vae with deprecated attention names", func(t *testing.T) {
+		dir := linkModel(t)
+		rewrite(t, dir, "vae", "diffusion_pytorch_model.safetensors", func(ws []safetensors.WriteTensor) []safetensors.WriteTensor {
+			for i := range ws {
+				for _, o := range []string{"to_q", "to_k", "to_v", "to_out.0"} {
+					old := map[string]string{"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}[o]
+					ws[i].Name = strings.Replace(ws[i].Name, ".attentions.0."+o+".", ".attentions.0."+old+".", 1)
+				}
+			}
+			return ws
+		})
+		m, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if tt, err := m.VAE.Tensor("decoder.mid_block.attentions.0.to_out.0.weight"); err != nil || tt.Name != "decoder.mid_block.attentions.0.to_out.0.weight" {
+			t.Fatalf("renamed tensor: %v %q", err, tt.Name)
+		}
+	})
+	t.Run("old and new attention name both present", func(t *testing.T) {
+		dir := linkModel(t)
+		p := rewrite(t, dir, "vae", "diffusion_pytorch_model.safetensors", func(ws []safetensors.WriteTensor) []safetensors.WriteTensor {
+			for _, w := range ws {
+				if w.Name == "decoder.mid_block.attentions.0.to_q.bias" {
+					w.Name = "decoder.mid_block.attentions.0.query.bias"
+					return append(ws, w)
+				}
+			}
+			return ws
+		})
+		_, err := Open(dir)
+		var te *TensorError
+		if !errors.Is(err, ErrUnexpected) || !errors.As(err, &te) || te.File != p {
+			t.Fatalf("err = %v", err)
+		}
+	})
 	t.Run("vae without encoder", func(t *testing.T) {
 		dir := linkModel(t)
 		rewrite(t, dir, "vae", "diffusion_pytorch_model.safetensors", func(ws []safetensors.WriteTensor) []safetensors.WriteTensor {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/tdxl/tdxl/kernels/safetensors"
@@ -172,6 +173,33 @@ func readIndex(path string) ([]string, error) {
 	return files, nil
 }
 
+// deprecatedAttention maps the attention names of VAE checkpoints saved by
+// older diffusers versions to the current ones (diffusers converts them on
+// load the same way).
+var deprecatedAttention = map[string]string{
+	"query.weight": "to_q.weight", "query.bias": "to_q.bias",
+	"key.weight": "to_k.weight", "key.bias": "to_k.bias",
+	"value.weight": "to_v.weight", "value.bias": "to_v.bias",
+	"proj_attn.weight": "to_out.0.weight", "proj_attn.bias": "to_out.0.bias",
+}
+
+// canonicalName returns the spec name of a checkpoint key: the VAE's
+// deprecated attention names are renamed, everything else is kept.
+func canonicalName(component, key string) string {
+	if component != "vae" {
+		return key
+	}
+	i := strings.Index(key, ".attentions.0.")
+	if i < 0 {
+		return key
+	}
+	head, tail := key[:i+len(".attentions.0.")], key[i+len(".attentions.0."):]
+	if repl, ok := deprecatedAttention[tail]; ok {
+		return head + repl
+	}
+	return key
+}
+
 type located struct {
 	t    safetensors.Tensor
 	file string
@@ -197,11 +225,13 @@ func openComponent(dir, name, base string, spec, optional, group []TensorSpec) (
 			return nil, fmt.Errorf("model: %s: %w", name, err)
 		}
 		c.Files = append(c.Files, f)
-		for _, n := range f.Names() {
+		for _, fn := range f.Names() {
+			n := canonicalName(name, fn)
 			if prev, dup := all[n]; dup {
-				return nil, &TensorError{File: p, Tensor: n, Err: ErrUnexpected, Got: "duplicate", Want: "only in " + prev.file}
+				return nil, &TensorError{File: p, Tensor: fn, Err: ErrUnexpected, Got: "duplicate of " + n, Want: "only in " + prev.file}
 			}
-			t, _ := f.Tensor(n)
+			t, _ := f.Tensor(fn)
+			t.Name = n
 			all[n] = located{t, p}
 		}
 	}
