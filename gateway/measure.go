@@ -54,7 +54,7 @@ func MeasureRuntime(ctx context.Context, o MeasureOptions) (Runtime, error) {
 		if err != nil {
 			return Runtime{}, fmt.Errorf("measuring model: %w", err)
 		}
-		desc := fmt.Sprintf("model %s (%d files, %d bytes)", filepath.Base(o.ModelDir), len(man.Entries), man.TotalSize())
+		desc := fmt.Sprintf("%s (%d files, %d bytes)", o.ModelDir, len(man.Entries), man.TotalSize())
 		if err := record(attest.EventModel, man.Digest(), desc); err != nil {
 			return Runtime{}, err
 		}

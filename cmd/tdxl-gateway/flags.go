@@ -46,16 +46,16 @@ var (
 
 // options are the parsed flags.
 type options struct {
-	tee, listen, backend, modelDir, backendBinary string
-	tlsMode, certFile, keyFile                    string
-	acmeEmail, acmeDomains, acmeCA, acmeStorage   string
-	acmeHTTPPort                                  int
-	maxBody                                       int64
-	nonceRate                                     float64
-	nonceBurst                                    int
-	selfSignedValidity                            time.Duration
-	logLevel                                      string
-	showVersion                                   bool
+	tee, listen, backend, modelDir, backendBinary   string
+	tlsMode, certFile, keyFile                      string
+	acmeEmail, acmeDomains, acmeCA, acmeStorage     string
+	acmeHTTPPort                                    int
+	maxBody                                         int64
+	nonceRate                                       float64
+	nonceBurst                                      int
+	selfSignedValidity, proxyTimeout, shutdownGrace time.Duration
+	logLevel                                        string
+	showVersion                                     bool
 
 	simRoot, simMRTD, simTCBStatus, simSeed string
 	simRTMR                                 [3]string
@@ -83,6 +83,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.nonceRate, "nonce-rate", 1, "fresh (nonce) quotes per second per client IP")
 	fs.IntVar(&o.nonceBurst, "nonce-burst", 5, "burst of fresh quotes per client IP")
 	fs.DurationVar(&o.selfSignedValidity, "self-signed-validity", 7*24*time.Hour, "lifetime of a self-signed certificate (a new key is made after 2/3 of it)")
+	fs.DurationVar(&o.proxyTimeout, "proxy-timeout", 15*time.Minute, "longest a proxied request (a generation) may take")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running requests may finish")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.simRoot, "simulated-root", "", "--tee simulated: write the simulated root certificate (PEM) to this file, for `tdxl verify --trust-root FILE`")
@@ -142,6 +144,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		Listen: o.listen, Backend: o.backend, Version: version(), TLS: gateway.TLSMode(o.tlsMode),
 		CertFile: o.certFile, KeyFile: o.keyFile, SelfSignedValidity: o.selfSignedValidity,
 		MaxBodyBytes: o.maxBody, NonceRate: o.nonceRate, NonceBurst: o.nonceBurst, Logger: logger,
+		ProxyTimeout: o.proxyTimeout, ShutdownGrace: o.shutdownGrace,
 	}
 	if cfg.TLS == gateway.TLSACME {
 		cfg.ACME = gateway.ACMEConfig{CA: o.acmeCA, Email: o.acmeEmail, HTTPPort: o.acmeHTTPPort}
