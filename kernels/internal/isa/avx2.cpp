@@ -150,7 +150,7 @@ const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX2, "avx2-bf16w", TDXL_BFMT_BF16_
                                     ukr_bf16w, nullptr, epilogue};
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX2, "avx2-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
                                    ukr_f32, nullptr, epilogue};
-const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, nullptr, 0, 0, 0, nullptr, nullptr, fma_loop};
+const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, nullptr, 0, 0, 0, nullptr, nullptr, nullptr, fma_loop};
 
 }  // namespace
 

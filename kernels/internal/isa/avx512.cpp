@@ -367,6 +367,33 @@ void gn_apply(const float *x, float *y, int64_t rows, int64_t c, const float *sc
     }
 }
 
+// ---- LayerNorm: two passes over each row (mean, then centred sum of squares) ----
+void ln_rows(const float *x, float *y, int64_t rows, int64_t c, float eps, const float *gamma,
+             const float *beta) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c;
+        __m512 s = _mm512_setzero_ps();
+        for (int64_t j = 0; j < c; j += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(c - j), xr + j));
+        const float mean = _mm512_reduce_add_ps(s) / static_cast<float>(c);
+        const __m512 mv = _mm512_set1_ps(mean);
+        __m512 q = _mm512_setzero_ps();
+        for (int64_t j = 0; j < c; j += 16) {
+            const __mmask16 mk = tail_mask(c - j);
+            const __m512 d = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, xr + j), mv);
+            q = _mm512_fmadd_ps(d, d, q);
+        }
+        const float rstd = 1.0f / std::sqrt(_mm512_reduce_add_ps(q) / static_cast<float>(c) + eps);
+        const __m512 rv = _mm512_set1_ps(rstd);
+        float *yr = y + r * c;
+        for (int64_t j = 0; j < c; j += 16) {
+            const __mmask16 mk = tail_mask(c - j);
+            const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, xr + j), mv), rv);
+            _mm512_mask_storeu_ps(yr + j, mk,
+                                  _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mk, gamma + j), _mm512_maskz_loadu_ps(mk, beta + j)));
+        }
+    }
+}
+
 double fma_loop(int64_t iters) {
     __m512 acc[12];
     #pragma GCC unroll 16
@@ -391,7 +418,7 @@ const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX512, "avx512-bf16w", TDXL_BFMT_B
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX512, "avx512-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 128, 1,
                                    ukr_f32, nullptr, epilogue};
 const tdxl_isa_ops kOps = {TDXL_ISA_AVX512, &kGemmBF16, &kGemmF32, attn_task, 1, kBQ, kBK,
-                           gn_stats, gn_apply, fma_loop};
+                           gn_stats, gn_apply, ln_rows, fma_loop};
 
 }  // namespace
 

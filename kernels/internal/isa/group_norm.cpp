@@ -1,5 +1,6 @@
-// group_norm.cpp — GroupNorm over NHWC with optional fused SiLU: one pass for per-channel sums (parallel
-// over row chunks, folded in double), then one pass y = x*scale[c] + shift[c] (+ SiLU).
+// group_norm.cpp — GroupNorm over NHWC with optional fused SiLU, and LayerNorm over rows.
+// GroupNorm: one pass for per-channel sums (parallel over row chunks, folded in double), then one pass
+// y = x*scale[c] + shift[c] (+ SiLU).
 #include <cmath>
 #include <cstring>
 
@@ -102,5 +103,55 @@ extern "C" int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int
         }
     }
     tdxl_pool_run(tdxl_ctx_pool(ctx), b * g.chunks, apply_task, &g);
+    return TDXL_ISA_OK;
+}
+
+// ---- LayerNorm over rows ----
+namespace {
+
+const tdxl_isa_ops *pick_ln(int level) {
+    for (int l = level; l >= 0; l--) {
+        const tdxl_isa_ops *ops = tdxl_isa_ops_for(l);
+        if (ops != nullptr && ops->ln_rows != nullptr) return ops;
+        if (l == TDXL_ISA_AMX_EMU) l = TDXL_ISA_REF + 1;
+    }
+    return nullptr;
+}
+
+struct ln_job {
+    const tdxl_isa_ops *ops;
+    int64_t m, c, rows_per_task;
+    float eps;
+    const float *x, *gamma, *beta;
+    float *y;
+};
+
+void ln_task(void *arg, int64_t t, int) {
+    const ln_job *j = static_cast<const ln_job *>(arg);
+    const int64_t r0 = t * j->rows_per_task;
+    const int64_t r1 = r0 + j->rows_per_task < j->m ? r0 + j->rows_per_task : j->m;
+    if (r1 > r0) j->ops->ln_rows(j->x + r0 * j->c, j->y + r0 * j->c, r1 - r0, j->c, j->eps, j->gamma, j->beta);
+}
+
+}  // namespace
+
+extern "C" int tdxl_isa_layer_norm(tdxl_isa_ctx *ctx, int64_t m, int64_t c, float eps, const float *x,
+                                   const float *gamma, const float *beta, float *y) {
+    if (ctx == nullptr || x == nullptr || y == nullptr || gamma == nullptr || beta == nullptr || m <= 0 || c <= 0 ||
+        !(eps >= 0.0f))
+        return TDXL_ISA_EINVAL;
+    ln_job j{};
+    j.ops = pick_ln(tdxl_isa_ctx_level(ctx));
+    if (j.ops == nullptr) return TDXL_ISA_EUNSUPPORTED;
+    j.m = m;
+    j.c = c;
+    j.eps = eps;
+    j.x = x;
+    j.y = y;
+    j.gamma = gamma;
+    j.beta = beta;
+    const int64_t tasks = static_cast<int64_t>(tdxl_isa_ctx_threads(ctx)) * 4;
+    j.rows_per_task = (m + tasks - 1) / tasks;
+    tdxl_pool_run(tdxl_ctx_pool(ctx), (m + j.rows_per_task - 1) / j.rows_per_task, ln_task, &j);
     return TDXL_ISA_OK;
 }

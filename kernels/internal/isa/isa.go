@@ -286,3 +286,13 @@ func (c *Ctx) DotPeak(seconds float64) (float64, error) {
 	}
 	return float64(g), nil
 }
+
+// LayerNorm normalises each row of x [m][ch] (y may be x).
+func (c *Ctx) LayerNorm(m, ch int, eps float32, x, gamma, beta, y []float32) error {
+	if m <= 0 || ch <= 0 || len(x) < m*ch || len(y) < m*ch || len(gamma) < ch || len(beta) < ch {
+		return fmt.Errorf("layer norm: %w", ErrInvalid)
+	}
+	rc := C.tdxl_isa_layer_norm(c.p, C.int64_t(m), C.int64_t(ch), C.float(eps), fptr(x), fptr(gamma), fptr(beta),
+		fptr(y))
+	return status("layer norm", rc)
+}

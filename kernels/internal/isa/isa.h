@@ -6,7 +6,7 @@
  *     W given once as [N][K] (PyTorch layout) and packed once into an opaque tdxl_isa_weight;
  *   - Conv2d: NHWC in/out, W [Cout][Cin][kh][kw] packed once with K order (ky, kx, ci); implicit GEMM;
  *   - attention: q [B][Tq][H*D], k,v [B][Tk][H*D] (row strides given), o [B][Tq][H*D];
- *   - GroupNorm over NHWC with optional fused SiLU.
+ *   - GroupNorm over NHWC with optional fused SiLU; LayerNorm over rows.
  * Every function returns TDXL_ISA_OK (0) or a negative status; tdxl_isa_status_string names it.
  *
  * ISA levels form an ordered list; the best one the CPU and OS support, capped by the environment
@@ -110,6 +110,10 @@ int tdxl_isa_attention(tdxl_isa_ctx *ctx, int64_t b, int64_t tq, int64_t tk, int
 /* GroupNorm over NHWC x [b][hw][c] (contiguous), groups dividing c; y may alias x. silu: fuse SiLU. */
 int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int64_t c, int64_t groups, float eps,
                         const float *x, const float *gamma, const float *beta, float *y, int silu);
+
+/* LayerNorm over the last dimension: x, y [m][c] contiguous (y may alias x); gamma, beta [c]. */
+int tdxl_isa_layer_norm(tdxl_isa_ctx *ctx, int64_t m, int64_t c, float eps, const float *x, const float *gamma,
+                        const float *beta, float *y);
 
 /* Benchmark helper: FLOP/s of a register-resident FMA loop on all of ctx's threads at ctx's level
  * (zmm for avx512*, ymm for avx2, scalar-ish for ref). Runs for about `seconds`. */

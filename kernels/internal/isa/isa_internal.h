@@ -85,6 +85,9 @@ typedef struct tdxl_isa_ops {
     void (*gn_stats)(const float *x, int64_t rows, int64_t c, double *sum, double *sumsq);
     void (*gn_apply)(const float *x, float *y, int64_t rows, int64_t c, const float *scale,
                      const float *shift, int silu);
+    /* LayerNorm of rows [rows][c] (row stride c): y = (x - mean) / sqrt(var + eps) * gamma + beta. */
+    void (*ln_rows)(const float *x, float *y, int64_t rows, int64_t c, float eps, const float *gamma,
+                    const float *beta);
     double (*fma_loop)(int64_t iters); /* returns FLOPs executed */
 } tdxl_isa_ops;
 

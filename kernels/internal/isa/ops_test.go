@@ -244,3 +244,39 @@ func TestGroupNorm(t *testing.T) {
 		t.Errorf("groups not dividing channels: got %v, want ErrInvalid", err)
 	}
 }
+
+func TestLayerNorm(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, l := range levels(t) {
+		ctx := newCtx(t, 2, l)
+		for _, c := range []struct{ m, ch int }{{1, 1}, {77, 768}, {13, 33}, {5, 1280}} {
+			x := randSlice(r, c.m*c.ch, 2)
+			for i := range x {
+				x[i] += 5
+			}
+			gamma, beta := randSlice(r, c.ch, 1), randSlice(r, c.ch, 1)
+			want := make([]float64, c.m*c.ch)
+			for i := 0; i < c.m; i++ {
+				var s, ss float64
+				for j := 0; j < c.ch; j++ {
+					s += float64(x[i*c.ch+j])
+				}
+				mean := s / float64(c.ch)
+				for j := 0; j < c.ch; j++ {
+					d := float64(x[i*c.ch+j]) - mean
+					ss += d * d
+				}
+				rstd := 1 / math.Sqrt(ss/float64(c.ch)+1e-5)
+				for j := 0; j < c.ch; j++ {
+					want[i*c.ch+j] = (float64(x[i*c.ch+j])-mean)*rstd*float64(gamma[j]) + float64(beta[j])
+				}
+			}
+			if err := ctx.LayerNorm(c.m, c.ch, 1e-5, x, gamma, beta, x); err != nil {
+				t.Fatal(err)
+			}
+			if e := relL2(x, want, 1, len(want), len(want)); !(e <= tolF32) {
+				t.Errorf("%v/%dx%d: rel L2 %.3g > %.3g", l, c.m, c.ch, e, tolF32)
+			}
+		}
+	}
+}

@@ -121,6 +121,22 @@ void gn_apply(const float *x, float *y, int64_t rows, int64_t c, const float *sc
     }
 }
 
+void ln_rows(const float *x, float *y, int64_t rows, int64_t c, float eps, const float *gamma,
+             const float *beta) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c;
+        double s = 0;
+        for (int64_t j = 0; j < c; j++) s += xr[j];
+        const double mean = s / static_cast<double>(c);
+        double v = 0;
+        for (int64_t j = 0; j < c; j++) v += (xr[j] - mean) * (xr[j] - mean);
+        const double rstd = 1.0 / std::sqrt(v / static_cast<double>(c) + eps);
+        float *yr = y + r * c;
+        for (int64_t j = 0; j < c; j++)
+            yr[j] = static_cast<float>((xr[j] - mean) * rstd) * gamma[j] + beta[j];
+    }
+}
+
 double fma_loop(int64_t iters) {
     float a[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     const float m = 0.999999f, s = 1e-7f;
@@ -136,7 +152,7 @@ const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_REF, "ref-f32", TDXL_BFMT_F32_PANEL,
 const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_REF, "ref-bf16w", TDXL_BFMT_BF16_PANEL, 0, kMR, kNR, 256, 1,
                                     ukr_bf16, nullptr, epilogue};
 const tdxl_isa_ops kOps = {TDXL_ISA_REF, &kGemmBF16, &kGemmF32, attn_task, 0, 16, 0,
-                           gn_stats, gn_apply, fma_loop};
+                           gn_stats, gn_apply, ln_rows, fma_loop};
 
 }  // namespace
 
