@@ -93,6 +93,8 @@ type selfSigned struct {
 	// adopt registers a new certificate with the gateway along with the
 	// evidence message already made for its key.
 	adopt func(cert *tls.Certificate, msg []byte)
+	// onError reports a failed rotation (the old certificate stays).
+	onError func(error)
 
 	mu   sync.RWMutex
 	cert *tls.Certificate
@@ -187,6 +189,9 @@ func (s *selfSigned) run(ctx context.Context) {
 		}
 		for err := s.rotate(ctx); err != nil; err = s.rotate(ctx) {
 			// Keep serving the old certificate; retry in a minute.
+			if s.onError != nil {
+				s.onError(err)
+			}
 			select {
 			case <-ctx.Done():
 				return

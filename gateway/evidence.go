@@ -53,20 +53,20 @@ type evidenceService struct {
 
 	mu       sync.Mutex
 	cache    map[certID]*cachedEvidence
-	order    []certID              // insertion order, for eviction
-	inflight map[certID]chan error // single flight of cached quotes
+	order    []certID           // insertion order, for eviction
+	inflight map[certID]*flight // single flight of cached quotes
 }
 
 // maxCachedCerts bounds the evidence cache: certificates that are no longer
 // served drop out (a renewal keeps the previous one for a while, for clients
 // that connected just before it).
-const maxCachedCerts = 8
+const maxCachedCerts = 64
 
 func newEvidenceService(cfg *Config, runtime func() Runtime, m *metrics) *evidenceService {
 	return &evidenceService{
 		issuer: cfg.Issuer, runtime: runtime, version: cfg.Version, timeout: cfg.QuoteTimeout,
 		sem: make(chan struct{}, cfg.QuoteConcurrency), m: m, log: cfg.Logger,
-		cache: map[certID]*cachedEvidence{}, inflight: map[certID]chan error{},
+		cache: map[certID]*cachedEvidence{}, inflight: map[certID]*flight{},
 	}
 }
 
@@ -134,52 +134,54 @@ func (s *evidenceService) lookup(id certID) (*cachedEvidence, bool) {
 }
 
 // cached returns the nonce-less evidence of cert, quoting it once if it is
-// not cached yet (concurrent callers share the quote).
+// not cached yet: concurrent callers share one quote and its outcome.
 func (s *evidenceService) cached(ctx context.Context, cert *tls.Certificate) (*cachedEvidence, error) {
 	id := idOf(cert)
-	for {
-		s.mu.Lock()
-		if ce, ok := s.cache[id]; ok {
-			s.mu.Unlock()
-			return ce, nil
-		}
-		wait, busy := s.inflight[id]
-		if !busy {
-			done := make(chan error, 1)
-			s.inflight[id] = done
-			s.mu.Unlock()
-			err := s.quoteCert(ctx, id, cert)
-			s.mu.Lock()
-			delete(s.inflight, id)
-			s.mu.Unlock()
-			done <- err
-			close(done)
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
+	s.mu.Lock()
+	if ce, ok := s.cache[id]; ok {
 		s.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
+		return ce, nil
+	}
+	f, busy := s.inflight[id]
+	if !busy {
+		f = &flight{done: make(chan struct{})}
+		s.inflight[id] = f
+		s.mu.Unlock()
+		f.ce, f.err = s.quoteCert(ctx, id, cert)
+		s.mu.Lock()
+		delete(s.inflight, id)
+		s.mu.Unlock()
+		close(f.done)
+		return f.ce, f.err
+	}
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.ce, f.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
 	}
 }
 
-func (s *evidenceService) quoteCert(ctx context.Context, id certID, cert *tls.Certificate) error {
+// flight is one cached-evidence quote in progress.
+type flight struct {
+	done chan struct{}
+	ce   *cachedEvidence
+	err  error
+}
+
+func (s *evidenceService) quoteCert(ctx context.Context, id certID, cert *tls.Certificate) (*cachedEvidence, error) {
 	key, _, err := signerOf(cert)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	msg, err := s.issue(ctx, key, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.store(id, msg)
+	ce := s.store(id, msg)
 	s.log.Info("quoted certificate", "spki_sha256", hex.EncodeToString(spkiHash(cert)), "tee", s.issuer.TEE())
-	return nil
+	return ce, nil
 }
 
 func spkiHash(c *tls.Certificate) []byte {

@@ -134,6 +134,7 @@ func (g *Gateway) newCertSource(listenAddr string) (certSource, error) {
 				g.m.certificates.Inc()
 				g.log.Info("serving new self-signed certificate", "not_after", cert.Leaf.NotAfter)
 			},
+			onError: func(err error) { g.log.Error("rotating the self-signed certificate", "error", err) },
 		}, nil
 	case TLSFiles:
 		return &fileSource{

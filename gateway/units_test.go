@@ -2,11 +2,17 @@ package gateway
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
 	"errors"
 	"io/fs"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tdxl/tdxl/attest"
 )
 
 func TestRateLimiterRefills(t *testing.T) {
@@ -101,6 +107,56 @@ func TestParseBackend(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrConfig) {
 			t.Errorf("%q: %v does not wrap ErrConfig", in, err)
+		}
+	}
+}
+
+// slowIssuer counts quotes, takes a while, and fails when told.
+type slowIssuer struct {
+	n    atomic.Int64
+	fail error
+}
+
+func (s *slowIssuer) TEE() attest.TEE { return attest.TEETDX }
+func (s *slowIssuer) Issue(_ context.Context, rd [64]byte) (*attest.Evidence, error) {
+	s.n.Add(1)
+	time.Sleep(50 * time.Millisecond)
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	return &attest.Evidence{Version: attest.Version, TEE: attest.TEETDX, Quote: rd[:], Time: time.Now()}, nil
+}
+
+// Concurrent first requests for a certificate share one quote and its
+// outcome, success or failure.
+func TestCachedEvidenceSingleFlight(t *testing.T) {
+	for _, fail := range []error{nil, errors.New("quoting service down")} {
+		iss := &slowIssuer{fail: fail}
+		cfg := (&Config{Issuer: iss, Backend: "http://127.0.0.1:1"}).withDefaults()
+		s := newEvidenceService(&cfg, func() Runtime { return Runtime{} }, newMetrics())
+		src := &selfSigned{names: []string{"x"}, validity: time.Hour,
+			evidence: func(context.Context, crypto.Signer) ([]byte, error) { return nil, nil },
+			adopt:    func(*tls.Certificate, []byte) {}}
+		if err := src.rotate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.cached(context.Background(), src.cert)
+			}()
+		}
+		wg.Wait()
+		if n := iss.n.Load(); n != 1 {
+			t.Fatalf("fail=%v: %d quotes for one certificate, want 1", fail, n)
+		}
+		for i, err := range errs {
+			if (err != nil) != (fail != nil) || (fail != nil && !errors.Is(err, fail)) {
+				t.Fatalf("caller %d: %v, want %v", i, err, fail)
+			}
 		}
 	}
 }
