@@ -36,9 +36,10 @@
 //	"time"             text    RFC 3339 (UTC, nanoseconds)
 //
 // Image is {"name" text, "sha256" bytes}: name is the image URL's path (e.g.
-// "/images/<id>/0_0.png", "/images/<id>/image_grid.png") or "output[i]" /
-// "data[i]" for inline base64 images; sha256 is over the image file's bytes
-// (the PNG as downloaded, or the decoded b64_json bytes).
+// "/images/<id>/0_0.png", or the grid's "/images/<id>/image_grid.png") or,
+// for inline base64 images, "output[i]" / "data[i]" / "grid" (gridB64Json);
+// sha256 is over the image file's bytes (the PNG as the backend serves it, or
+// the decoded base64 bytes).
 //
 // To check a receipt: VerifyReceipt(receipt, pub) with the public key of the
 // certificate whose evidence was verified, then compare ImageSHA256 of the
