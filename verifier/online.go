@@ -117,6 +117,9 @@ func Connect(ctx context.Context, target string, p *policy.Policy, o OnlineOptio
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
+	if o.Getter == nil {
+		o.Getter = NewCollateralGetter(CollateralOptions{})
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -35,6 +35,7 @@ type Roots struct {
 	Names []string
 	// tdxCerts lets reports say which root verified a chain.
 	tdxCerts []*x509.Certificate
+	snpAdded map[*sevtrust.AMDRootCerts]bool
 	custom   bool
 }
 
@@ -109,6 +110,7 @@ func (r *Roots) AddPEM(data []byte, label string) error {
 			return fmt.Errorf("AMD chain: %w", err)
 		}
 		r.SNP[line] = append(r.SNP[line], ar)
+		r.markSNP(ar)
 		r.Names = append(r.Names, fmt.Sprintf("%s (%s, added)", certs[1].Subject.CommonName, label))
 		r.custom = true
 		return nil
@@ -128,6 +130,7 @@ func (r *Roots) AddPEM(data []byte, label string) error {
 // AddSNP adds an AMD root chain (test signers).
 func (r *Roots) AddSNP(line string, root *sevtrust.AMDRootCerts, label string) {
 	r.SNP[line] = append(r.SNP[line], root)
+	r.markSNP(root)
 	r.Names = append(r.Names, label)
 	r.custom = true
 }
@@ -143,4 +146,32 @@ func (r *Roots) describeTDXRoot(root *x509.Certificate) string {
 		}
 	}
 	return root.Subject.CommonName
+}
+
+func (r *Roots) markSNP(ar *sevtrust.AMDRootCerts) {
+	if r.snpAdded == nil {
+		r.snpAdded = map[*sevtrust.AMDRootCerts]bool{}
+	}
+	r.snpAdded[ar] = true
+}
+
+// describeSNPRoot names the AMD root whose AS(V)K issued the endorsement certificate.
+func (r *Roots) describeSNPRoot(cert *x509.Certificate) string {
+	for line, list := range r.SNP {
+		for _, ar := range list {
+			pc := ar.ProductCerts
+			if pc == nil || pc.Ark == nil {
+				continue
+			}
+			for _, ica := range []*x509.Certificate{pc.Ask, pc.Asvk} {
+				if ica != nil && cert.CheckSignatureFrom(ica) == nil {
+					if r.snpAdded[ar] {
+						return fmt.Sprintf("%s %s (added trust root, NOT AMD)", pc.Ark.Subject.CommonName, line)
+					}
+					return fmt.Sprintf("AMD %s via %s (embedded)", pc.Ark.Subject.CommonName, ica.Subject.CommonName)
+				}
+			}
+		}
+	}
+	return "AMD ARK via " + cert.Issuer.CommonName
 }

@@ -104,7 +104,7 @@ func verifySNP(ctx context.Context, e *env, raw []byte, certs SNPCerts) (*spb.Re
 		return nil, rec.fail(&FactorError{Factor: "snp.endorsement-key", Reason: ErrQuoteSignature, Err: err,
 			Hint: "the endorsement certificate belongs to another chip or TCB than the report claims"}, "")
 	}
-	rec.r.Root = "AMD ARK via " + cert.Issuer.CommonName
+	rec.r.Root = e.roots.describeSNPRoot(cert)
 	rec.pass("snp.signature", "", "valid", "", fmt.Sprintf("%v chain to %s (go-sev-guest verify)", info.SigningKey, cert.Issuer.CommonName))
 	checkSNPPolicy(e, r)
 	return r, rec.err

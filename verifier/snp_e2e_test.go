@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func TestE2ESEVSNP(t *testing.T) {
 			gw := start(c.iss)
 			s, err := Connect(context.Background(), gw.URL, pol, OnlineOptions{Roots: c.roots, Getter: mapGetter{}, Timeout: 10 * time.Second})
 			if c.reason == nil {
-				if err != nil || s.Report.TEE != "sev-snp" {
+				if err != nil || s.Report.TEE != "sev-snp" || !strings.Contains(s.Report.Root, "NOT AMD") {
 					t.Fatalf("refused: %v", err)
 				}
 				return

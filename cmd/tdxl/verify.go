@@ -181,8 +181,8 @@ func (c *cli) printWarnings(rep *verifier.Report) {
 	for _, w := range rep.Warnings {
 		c.warn("%s", w)
 	}
-	if strings.Contains(rep.Root, "NOT Intel") {
-		c.warn("the quote chains to an added trust root (%s), not to Intel", rep.Root)
+	if strings.Contains(rep.Root, "NOT Intel") || strings.Contains(rep.Root, "NOT AMD") {
+		c.warn("the evidence chains to an added trust root (%s), not to the hardware vendor", rep.Root)
 	}
 }
 
