@@ -136,9 +136,17 @@ func newFakeBackend(t *testing.T) *fakeBackend {
 			}
 			outs = append(outs, out{URL: r.Header.Get("X-Forwarded-Proto") + "://" + r.Header.Get("X-Forwarded-Host") + path, LatencySeconds: 0.5})
 		}
+		resp := map[string]any{"id": id, "output": outs, "status": "success",
+			"meta": map[string]any{"input": map[string]any{"prompt": req.Prompt, "number": req.Number}}}
+		if req.Number > 1 && req.ResponseFormat != "b64_json" {
+			grid := "/images/" + id + "/image_grid.png"
+			b.mu.Lock()
+			b.images[grid] = []byte("\x89PNG grid of " + req.Prompt)
+			b.mu.Unlock()
+			resp["gridUrl"] = r.Header.Get("X-Forwarded-Proto") + "://" + r.Header.Get("X-Forwarded-Host") + grid
+		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"id": id, "output": outs, "status": "success",
-			"meta": map[string]any{"input": map[string]any{"prompt": req.Prompt, "number": req.Number}}})
+		json.NewEncoder(w).Encode(resp)
 	}
 	mux.HandleFunc("POST /api/text2image", gen)
 	b.Server = httptest.NewServer(mux)

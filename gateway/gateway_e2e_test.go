@@ -292,6 +292,10 @@ func TestReceiptOverRequestImagesAndEvidence(t *testing.T) {
 			t.Fatalf("image %d digest", i)
 		}
 	}
+	grid := "/images/" + doc.ID + "/image_grid.png"
+	if d, ok := rc.ImageSHA256(grid); !ok || len(rc.Images) != 3 || !rc.HasImage(be.image(grid)) || len(d) != 32 {
+		t.Fatalf("grid image not in receipt: %+v", rc.Images)
+	}
 	// The evidence digest names the cached evidence served on this key.
 	eresp, ev := getEvidence(t, gw.Client(), gw.URL+gateway.EvidencePath)
 	mustOpen(t, eresp, ev)
