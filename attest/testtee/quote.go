@@ -50,12 +50,19 @@ func (t *TDX) Body(reportData [64]byte) *pb.TDQuoteBody {
 	}
 }
 
-// Quote returns a raw TDX quote v4 over reportData, signed the way Intel's
+// Quote returns a raw TDX quote over reportData (version 4, or 5 with a
+// TDX 1.5 body when TDXOptions.QuoteVersion is 5), signed the way Intel's
 // quoting enclave signs: the attestation key signs header ‖ body, the QE
 // report binds SHA-256(attestation key ‖ QE auth data) and is signed by the
 // PCK key, and the PCK chain (leaf ‖ intermediate ‖ root) is embedded.
 func (t *TDX) Quote(reportData [64]byte) ([]byte, error) {
-	q, err := t.QuoteProto(reportData)
+	var q any
+	var err error
+	if t.opts.QuoteVersion == 5 {
+		q, err = t.quoteV5(reportData)
+	} else {
+		q, err = t.QuoteProto(reportData)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -66,22 +73,25 @@ func (t *TDX) Quote(reportData [64]byte) ([]byte, error) {
 	return raw, nil
 }
 
-// QuoteProto is Quote before serialisation, for tests that want to alter a
-// field and re-sign with SignQuote.
-func (t *TDX) QuoteProto(reportData [64]byte) (*pb.QuoteV4, error) {
-	o := &t.opts
-	header := &pb.Header{
-		Version:            4,
+func (t *TDX) header(version uint32) *pb.Header {
+	return &pb.Header{
+		Version:            version,
 		AttestationKeyType: abi.AttestationKeyType,
 		TeeType:            abi.TeeTDX,
-		PceSvn:             le16(o.PCESVN),
-		QeSvn:              le16(o.QESVN),
+		PceSvn:             le16(t.opts.PCESVN),
+		QeSvn:              le16(t.opts.QESVN),
 		QeVendorId:         append([]byte(nil), intelQEVendorID...),
 		UserData:           make([]byte, 20),
 	}
+}
+
+// authData returns the quote's signature data, still without the
+// attestation key's signature, and its encoded size.
+func (t *TDX) authData() (*pb.Ecdsa256BitQuoteV4AuthData, uint32, error) {
+	o := &t.opts
 	attPub, err := rawPublicKey(&t.attKey.PublicKey)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	qeRD := sha256.Sum256(append(append([]byte(nil), attPub...), qeAuthData...))
 	qeReport := &pb.EnclaveReport{
@@ -100,11 +110,11 @@ func (t *TDX) QuoteProto(reportData [64]byte) (*pb.QuoteV4, error) {
 	}
 	qeReportBytes, err := abi.EnclaveReportToAbiBytes(qeReport)
 	if err != nil {
-		return nil, fmt.Errorf("testtee: serialising QE report: %w", err)
+		return nil, 0, fmt.Errorf("testtee: serialising QE report: %w", err)
 	}
 	qeSig, err := rawSignature(t.pck.key, qeReportBytes)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	chain := append([]byte(nil), t.chainPEM...)
 	certData := &pb.CertificationData{
@@ -121,16 +131,53 @@ func (t *TDX) QuoteProto(reportData [64]byte) (*pb.QuoteV4, error) {
 			},
 		},
 	}
-	q := &pb.QuoteV4{
-		Header:         header,
-		TdQuoteBody:    t.Body(reportData),
-		SignedDataSize: uint32(64 + 64 + 6 + certData.Size),
-		SignedData: &pb.Ecdsa256BitQuoteV4AuthData{
-			EcdsaAttestationKey: attPub,
-			CertificationData:   certData,
+	ad := &pb.Ecdsa256BitQuoteV4AuthData{EcdsaAttestationKey: attPub, CertificationData: certData}
+	return ad, 64 + 64 + 6 + certData.Size, nil
+}
+
+// QuoteProto is the version-4 quote before serialisation, for tests that
+// want to alter a field and re-sign with SignQuote.
+func (t *TDX) QuoteProto(reportData [64]byte) (*pb.QuoteV4, error) {
+	ad, size, err := t.authData()
+	if err != nil {
+		return nil, err
+	}
+	q := &pb.QuoteV4{Header: t.header(4), TdQuoteBody: t.Body(reportData), SignedDataSize: size, SignedData: ad}
+	if err := t.SignQuote(q); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// quoteV5 builds a version-5 quote with a TDX 1.5 body (type 3: TEE_TCB_SVN2
+// and MRSERVICETD after the v4 fields).
+func (t *TDX) quoteV5(reportData [64]byte) (*pb.QuoteV5, error) {
+	ad, size, err := t.authData()
+	if err != nil {
+		return nil, err
+	}
+	b := t.Body(reportData)
+	desc := &pb.TDQuoteBodyDescriptor{
+		TdQuoteBodyType: 3,
+		TdQuoteBodySize: 648,
+		TdQuoteBodyV5: &pb.TDQuoteBodyV5{
+			TeeTcbSvn: b.TeeTcbSvn, MrSeam: b.MrSeam, MrSignerSeam: b.MrSignerSeam, SeamAttributes: b.SeamAttributes,
+			TdAttributes: b.TdAttributes, Xfam: b.Xfam, MrTd: b.MrTd, MrConfigId: b.MrConfigId, MrOwner: b.MrOwner,
+			MrOwnerConfig: b.MrOwnerConfig, Rtmrs: b.Rtmrs, ReportData: b.ReportData,
+			TeeTcbSvn2:  append([]byte(nil), b.TeeTcbSvn...),
+			MrServiceTd: make([]byte, 48),
 		},
 	}
-	if err := t.SignQuote(q); err != nil {
+	q := &pb.QuoteV5{Header: t.header(5), TdQuoteBodyDescriptor: desc, SignedDataSize: int32(size), SignedData: ad}
+	hb, err := abi.HeaderToAbiBytes(q.GetHeader())
+	if err != nil {
+		return nil, fmt.Errorf("testtee: serialising header: %w", err)
+	}
+	db, err := abi.TdQuoteBodyDescriptorToAbiBytes(desc)
+	if err != nil {
+		return nil, fmt.Errorf("testtee: serialising body: %w", err)
+	}
+	if ad.Signature, err = rawSignature(t.attKey, append(hb, db...)); err != nil {
 		return nil, err
 	}
 	return q, nil

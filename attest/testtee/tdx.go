@@ -103,6 +103,9 @@ type TDXOptions struct {
 	CollateralNextUpdate time.Time
 	// PCKRevoked lists the PCK certificate in the PCK CRL.
 	PCKRevoked bool
+	// QuoteVersion is 4 (0 = 4) or 5 (a TDX 1.5 body, type 3, as TDX 1.5
+	// hosts emit; TEE_TCB_SVN2 = TEETCBSVN, MRSERVICETD = zeros).
+	QuoteVersion int
 	// EmbedCollateral puts the PCS responses into every Evidence.Collateral,
 	// for verifiers working offline.
 	EmbedCollateral bool
@@ -196,6 +199,13 @@ func (o *TDXOptions) normalize() error {
 		if !ValidTCBStatus(s) {
 			return fmt.Errorf("testtee: unknown TCB status %q", s)
 		}
+	}
+	switch o.QuoteVersion {
+	case 0:
+		o.QuoteVersion = 4
+	case 4, 5:
+	default:
+		return fmt.Errorf("testtee: quote version %d (want 4 or 5)", o.QuoteVersion)
 	}
 	if o.TCBEvaluationDataNumber == 0 {
 		o.TCBEvaluationDataNumber = 17
