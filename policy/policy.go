@@ -292,8 +292,8 @@ func (p *Policy) Line(path string) int {
 	return p.Lines[path]
 }
 
-// Where returns "file:line" for a key path, "file (default)" when the file does not set it, and
-// "file" for the empty path.
+// Where returns "file:line" for a key path, "(default)" when the file does not set it (the zero
+// value's meaning applies), and "file" for the empty path.
 func (p *Policy) Where(path string) string {
 	if p == nil {
 		return ""
@@ -308,7 +308,7 @@ func (p *Policy) Where(path string) string {
 	if path == "" {
 		return src
 	}
-	return src + " (default)"
+	return "(default)"
 }
 
 func itoa(n int) string {
