@@ -332,3 +332,51 @@ func TestLint(t *testing.T) {
 	}
 	assert.Contains(t, strings.Join(msgs, "\n"), "at '/attestation/tee': value must be one of")
 }
+
+// The chart's defaults are the seed's: every leaf of the seed's values.yaml has the same default here,
+// except the image, which is ours (the seed's image does not contain tdxl's binaries).
+func TestDefaultsMatchSeed(t *testing.T) {
+	ch, p := loadChart(t)
+	seed, err := ReadValuesFiles(filepath.Join(p.seed, "values.yaml"))
+	require.NoError(t, err)
+	ours := map[string]string{
+		"image.repository": "our image", "image.tag": "empty: appVersion", "image.tagOnlyApi": "empty: appVersion-lite",
+	}
+	leaves := 0
+	var walk func(prefix string, seedVal, chartVal any)
+	walk = func(prefix string, seedVal, chartVal any) {
+		if m, ok := seedVal.(map[string]any); ok && len(m) > 0 {
+			cm, ok := chartVal.(map[string]any)
+			require.True(t, ok, "%s: the chart's default is not a map", prefix)
+			for k, v := range m {
+				walk(strings.TrimPrefix(prefix+"."+k, "."), v, cm[k])
+			}
+			return
+		}
+		leaves++
+		if _, skip := ours[prefix]; skip {
+			return
+		}
+		assert.Equal(t, seedVal, chartVal, "default of %s", prefix)
+	}
+	walk("", seed, ch.Values)
+	assert.GreaterOrEqual(t, leaves, 30, "every seed key walked")
+	for k := range ours {
+		_, err := chartValue(ch.Values, k)
+		assert.NoError(t, err, "%s exists in the chart's values", k)
+	}
+}
+
+func chartValue(vals map[string]any, path string) (any, error) {
+	var cur any = vals
+	for _, k := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, os.ErrNotExist
+		}
+		if cur, ok = m[k]; !ok {
+			return nil, os.ErrNotExist
+		}
+	}
+	return cur, nil
+}
