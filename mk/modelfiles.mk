@@ -3,7 +3,7 @@
 
 MODELFILES_PKGS := ./kernels/safetensors/... ./kernels/model/... ./kernels/tokenizer/... ./kernels/synth/...
 
-FUZZ_TARGETS += ./kernels/safetensors:FuzzParseHeader ./kernels/tokenizer:FuzzEncode
+FUZZ_TARGETS += ./kernels/safetensors:FuzzParseHeader ./kernels/tokenizer:FuzzEncode ./kernels/model:FuzzComponentConfigs
 
 .PHONY: test-modelfiles
 # Quick check of the model-file packages alone (also with CGO_ENABLED=0: they must not need cgo).

@@ -32,9 +32,18 @@ func (c *CLIPTextConfig) setDefaults() {
 }
 
 func (c *CLIPTextConfig) validate() error {
-	if c.VocabSize <= 0 || c.HiddenSize <= 0 || c.IntermediateSize <= 0 || c.NumHiddenLayers <= 0 ||
-		c.NumAttentionHeads <= 0 || c.MaxPositionEmbeddings <= 0 || c.ProjectionDim <= 0 {
-		return fmt.Errorf("%w: sizes must be positive", ErrConfig)
+	for _, r := range []struct {
+		key    string
+		v, max int
+	}{
+		{"vocab_size", c.VocabSize, maxVocab}, {"hidden_size", c.HiddenSize, maxChannels},
+		{"intermediate_size", c.IntermediateSize, 4 * maxChannels}, {"num_hidden_layers", c.NumHiddenLayers, maxCLIP},
+		{"num_attention_heads", c.NumAttentionHeads, maxChannels}, {"max_position_embeddings", c.MaxPositionEmbeddings, 1 << 16},
+		{"projection_dim", c.ProjectionDim, maxChannels},
+	} {
+		if err := checkRange(r.key, r.v, 1, r.max); err != nil {
+			return err
+		}
 	}
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fmt.Errorf("%w: hidden_size %d not divisible by num_attention_heads %d", ErrConfig, c.HiddenSize, c.NumAttentionHeads)

@@ -173,6 +173,33 @@ func readJSON(path string, v any, defaults func()) error {
 	return nil
 }
 
+// Limits on architecture numbers: far above any real diffusion model (SDXL:
+// 3 UNet blocks, 10 transformer layers, 1280 channels, 32 CLIP layers), low
+// enough that a hostile config cannot make spec generation or the inference
+// core allocate absurd amounts before anything is checked.
+const (
+	maxBlocks   = 8
+	maxLayers   = 32  // resnets per block, transformer layers per block
+	maxCLIP     = 128 // CLIP encoder layers
+	maxChannels = 1 << 16
+	maxVocab    = 1 << 22
+	maxKernel   = 15
+)
+
+// bound is one range check: lo <= v <= hi.
+type bound struct {
+	key       string
+	v, lo, hi int
+}
+
+// checkRange returns an ErrConfig error unless lo <= v <= hi.
+func checkRange(key string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%w: %s = %d (allowed %d..%d)", ErrConfig, key, v, lo, hi)
+	}
+	return nil
+}
+
 // IntList is a config value that may be one integer (applied to every
 // block) or one integer per block.
 type IntList []int

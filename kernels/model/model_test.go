@@ -500,6 +500,12 @@ func TestOpenBadFolders(t *testing.T) {
 			writeFile(t, p, string(b[:len(b)/2]))
 		}, safetensors.ErrOffsets, "model.safetensors"},
 		{"missing tokenizer vocab", func(t *testing.T, d string) { os.Remove(filepath.Join(d, "tokenizer_2", "vocab.json")) }, ErrConfig, "tokenizer_2"},
+		{"absurd layer count", func(t *testing.T, d string) {
+			writeFile(t, filepath.Join(d, "unet", "config.json"), `{"_class_name": "UNet2DConditionModel", "layers_per_block": 1000000}`)
+		}, ErrConfig, "layers_per_block"},
+		{"absurd vocabulary", func(t *testing.T, d string) {
+			writeFile(t, filepath.Join(d, "text_encoder_2", "config.json"), `{"vocab_size": 4000000000}`)
+		}, ErrConfig, "vocab_size"},
 		{"heads do not divide", func(t *testing.T, d string) {
 			writeFile(t, filepath.Join(d, "text_encoder", "config.json"), `{"hidden_size": 32, "num_attention_heads": 5}`)
 		}, ErrConfig, "text_encoder/config.json"},

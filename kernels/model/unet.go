@@ -154,6 +154,34 @@ func (c *UNetConfig) validate() error {
 	case c.BlockOutChannels[0]%2 != 0:
 		return fmt.Errorf("%w: block_out_channels[0] must be even (sinusoidal embedding)", ErrConfig)
 	}
+	ranges := []bound{
+		{"number of blocks", n, 1, maxBlocks}, {"in_channels", c.InChannels, 1, maxChannels},
+		{"out_channels", c.OutChannels, 1, maxChannels}, {"norm_num_groups", c.NormNumGroups, 1, maxChannels},
+		{"conv_in_kernel", c.ConvInKernel, 1, maxKernel}, {"conv_out_kernel", c.ConvOutKernel, 1, maxKernel},
+		{"time_embedding_dim", c.TimeEmbeddingDim, 0, 4 * maxChannels},
+		{"addition_time_embed_dim", c.AdditionTimeEmbedDim, 0, maxChannels},
+		{"projection_class_embeddings_input_dim", c.ProjectionClassEmbeddingsInputDim, 0, 16 * maxChannels},
+		{"downsample_padding", c.DownsamplePadding, 0, maxKernel},
+	}
+	for _, ch := range c.BlockOutChannels {
+		ranges = append(ranges, bound{"block_out_channels", ch, 1, maxChannels})
+	}
+	for _, l := range []struct {
+		key  string
+		vals IntList
+		max  int
+	}{{"layers_per_block", c.LayersPerBlock, maxLayers}, {"transformer_layers_per_block", c.TransformerLayersPerBlock, maxLayers},
+		{"attention_head_dim", c.AttentionHeadDim, maxChannels}, {"num_attention_heads", c.NumAttentionHeads, maxChannels},
+		{"cross_attention_dim", c.CrossAttentionDim, maxChannels}} {
+		for _, v := range l.vals {
+			ranges = append(ranges, bound{l.key, v, 1, l.max})
+		}
+	}
+	for _, r := range ranges {
+		if err := checkRange(r.key, r.v, r.lo, r.hi); err != nil {
+			return err
+		}
+	}
 	for i, t := range c.DownBlockTypes {
 		if t != "DownBlock2D" && t != "CrossAttnDownBlock2D" {
 			return fmt.Errorf("%w: down_block_types[%d] = %q", ErrUnsupported, i, t)

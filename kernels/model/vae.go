@@ -43,6 +43,23 @@ func (c *VAEConfig) validate() error {
 		return fmt.Errorf("%w: block_out_channels (%d), down_block_types (%d), up_block_types (%d) must have the same non-zero length",
 			ErrConfig, n, len(c.DownBlockTypes), len(c.UpBlockTypes))
 	}
+	for _, r := range []struct {
+		key    string
+		v, max int
+	}{
+		{"number of blocks", n, maxBlocks}, {"in_channels", c.InChannels, maxChannels}, {"out_channels", c.OutChannels, maxChannels},
+		{"latent_channels", c.LatentChannels, maxChannels}, {"layers_per_block", c.LayersPerBlock, maxLayers},
+		{"norm_num_groups", c.NormNumGroups, maxChannels},
+	} {
+		if err := checkRange(r.key, r.v, 1, r.max); err != nil {
+			return err
+		}
+	}
+	for _, ch := range c.BlockOutChannels {
+		if err := checkRange("block_out_channels", ch, 1, maxChannels); err != nil {
+			return err
+		}
+	}
 	for i := range c.BlockOutChannels {
 		if c.DownBlockTypes[i] != "DownEncoderBlock2D" || c.UpBlockTypes[i] != "UpDecoderBlock2D" {
 			return fmt.Errorf("%w: block types %q / %q", ErrUnsupported, c.DownBlockTypes[i], c.UpBlockTypes[i])
