@@ -66,6 +66,8 @@ func render(t *testing.T, ch *chart.Chart, files []string, inline string) (*Obje
 	return objs, docs
 }
 
+func custom(p paths) string { return filepath.Join(p.seed, "custom-model-values.yaml") }
+
 func coalesce(over, base map[string]any) map[string]any {
 	out := map[string]any{}
 	for k, v := range base {
@@ -224,6 +226,11 @@ func TestRenderSeedCustomModels(t *testing.T) {
 	assert.True(t, m.ReadOnly)
 	assert.True(t, hasArg(be, "--model-dir="+m.MountPath+"/stabilityai/sdxl-turbo"), "args %v", be.Args)
 
+	// A digest pins the image instead of the tag.
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	objs, _ = render(t, ch, []string{custom(p)}, "image: {digest: \""+digest+"\"}")
+	assert.Equal(t, "ghcr.io/tdxl/tdxl@"+digest, container(t, objs.Deployment.Spec.Template.Spec, "backend").Image)
+
 	// The seed's values.yaml with useCustomModels: its tagOnlyApi.
 	objs, _ = render(t, ch, []string{filepath.Join(p.seed, "values.yaml"), filepath.Join(p.seed, "custom-model-values.yaml")}, "")
 	be = container(t, objs.Deployment.Spec.Template.Spec, "backend")
@@ -270,10 +277,11 @@ func TestRenderRejectsBadValues(t *testing.T) {
 			"useCustomModels: true\nvolumes: {models: {hostPath: {path: /data/models}}}",
 			"volumes.models needs exactly one volume source, found 2 (hostPath, persistentVolumeClaim)"},
 		// values.schema.json: enums and the closed attestation block.
-		"unknown tee":      {"attestation: {enabled: true, tee: sgx}", "at '/attestation/tee': value must be one of"},
-		"unknown tls mode": {"attestation: {enabled: true, tls: {mode: letsencrypt}}", "at '/attestation/tls/mode': value must be one of"},
-		"misspelt key":     {"attestation: {enable: true}", "additional properties 'enable' not allowed"},
-		"port as string":   {"service: {port: \"5000\"}", "at '/service/port': got string, want integer"},
+		"unknown tee":       {"attestation: {enabled: true, tee: sgx}", "at '/attestation/tee': value must be one of"},
+		"unknown tls mode":  {"attestation: {enabled: true, tls: {mode: letsencrypt}}", "at '/attestation/tls/mode': value must be one of"},
+		"misspelt key":      {"attestation: {enable: true}", "additional properties 'enable' not allowed"},
+		"digest not sha256": {"image: {digest: latest}", "at '/image/digest'"},
+		"port as string":    {"service: {port: \"5000\"}", "at '/service/port': got string, want integer"},
 		// template checks: rules across keys.
 		"acme without mail": {"attestation: {enabled: true, tls: {mode: acme, acme: {domains: [a.example]}}}", "needs attestation.tls.acme.email"},
 		"secret unnamed":    {"attestation: {enabled: true, tls: {mode: existingSecret}}", "needs attestation.tls.existingSecret"},

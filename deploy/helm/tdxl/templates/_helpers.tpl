@@ -29,7 +29,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.useCustomModels -}}
 {{- $tag = .Values.image.tagOnlyApi | default (printf "%s-lite" .Chart.AppVersion) -}}
 {{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The backend's port inside the pod (its documented default, the seed's 5000). */}}
