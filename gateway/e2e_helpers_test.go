@@ -68,7 +68,9 @@ type fakeBackend struct {
 	ready   atomic.Bool
 }
 
-func newFakeBackend(t *testing.T) *fakeBackend {
+func newFakeBackend(t *testing.T) *fakeBackend { return newFakeBackendTB(t) }
+
+func newFakeBackendTB(t testing.TB) *fakeBackend {
 	b := &fakeBackend{images: map[string][]byte{}}
 	b.ready.Store(true)
 	mux := http.NewServeMux()

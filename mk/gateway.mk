@@ -2,6 +2,7 @@
 # gateway/gatewaytest and cmd/tdxl-gateway (engineer E2). Pure Go (CGO_ENABLED=0).
 #
 #   make test-gateway   the gateway area alone: CGO_ENABLED=0 tests, then -race
+#   make bench-gateway  evidence (cached vs fresh simulated quote) and proxy overhead benchmarks
 #   make run-gateway    bin/tdxl-gateway with the simulated TEE in front of `make run`'s backend
 #                       (writes the simulated root to bin/simulated-root.pem for `tdxl verify --trust-root`)
 
@@ -10,9 +11,13 @@ FUZZ_TARGETS += ./gateway/receipt:FuzzVerifyReceipt
 FUZZ_TARGETS += ./gateway:FuzzAddJSONField
 FUZZ_TARGETS += ./gateway:FuzzParseNonce
 
-TEST_EXTRA += test-gateway-nocgo-build
+TEST_EXTRA  += test-gateway-nocgo-build
+BENCH_EXTRA += bench-gateway
 
-.PHONY: test-gateway test-gateway-nocgo-build run-gateway
+.PHONY: test-gateway test-gateway-nocgo-build run-gateway bench-gateway
+
+bench-gateway:
+	CGO_ENABLED=0 $(GO) test -run='^$$' -bench=. -benchtime=500x -count=3 ./gateway/
 
 test-gateway:
 	CGO_ENABLED=0 $(GO) test ./gateway/... ./cmd/tdxl-gateway/...
