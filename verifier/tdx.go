@@ -126,12 +126,21 @@ func verifyTDX(ctx context.Context, e *env, q *tdxQuote) error {
 	root := chains[0][len(chains[0])-1]
 	rec.r.Root = e.roots.describeTDXRoot(root)
 	rec.pass("tdx.pck-chain", "", rec.r.Root, "", "FMSPC "+q.exts.FMSPC)
-	// 2. Quote signature, QE report signature and QE report data, by go-tdx-guest.
-	if err := verify.TdxQuoteContext(ctx, q.proto, &verify.Options{TrustedRoots: e.roots.TDX, Now: timeSet(t)}); err != nil {
+	// 2. Quote signature, QE report signature and QE report data: our own check, then go-tdx-guest's
+	// (which knows only Platform-CA chains).
+	if err := checkQuoteSignatures(q); err != nil {
 		return rec.fail(&FactorError{Factor: "tdx.quote-signature", Reason: ErrQuoteSignature, Err: err,
 			Hint: "the quote was altered or not produced by a TDX quoting enclave"}, "")
 	}
-	rec.pass("tdx.quote-signature", "", "valid", "", "attestation key, QE report and PCK signature (go-tdx-guest verify)")
+	if q.ca == "platform" {
+		if err := verify.TdxQuoteContext(ctx, q.proto, &verify.Options{TrustedRoots: e.roots.TDX, Now: timeSet(t)}); err != nil {
+			return rec.fail(&FactorError{Factor: "tdx.quote-signature", Reason: ErrQuoteSignature, Err: err,
+				Hint: "the quote was altered or not produced by a TDX quoting enclave"}, "")
+		}
+		rec.pass("tdx.quote-signature", "", "valid", "", "attestation key, QE report and PCK signatures (ours and go-tdx-guest verify)")
+	} else {
+		rec.pass("tdx.quote-signature", "", "valid", "", "attestation key, QE report and PCK signatures (ours; go-tdx-guest knows only Platform-CA chains)")
+	}
 	// 3-5. Collateral and TCB.
 	if err := checkTDXCollateral(ctx, e, q, rules); err != nil && !errors.Is(err, errSkipTCB) {
 		return err
@@ -268,14 +277,14 @@ func checkTDXCollateral(ctx context.Context, e *env, q *tdxQuote, rules policy.T
 		rec.advisory("tdx.tcb-status", strings.Join(accepted, "|"), res.Converged, "tdx.tcb.acceptedStatuses", detail+"; advisories "+strings.Join(res.Advisories, ","))
 	}
 	// Cross-check with go-tdx-guest's own collateral path where it can agree (it accepts only UpToDate).
-	if res.Converged == policy.StatusUpToDate && res.QE == policy.StatusUpToDate && (res.Module == "" || res.Module == policy.StatusUpToDate) {
+	if q.ca == "platform" && res.Converged == policy.StatusUpToDate && res.QE == policy.StatusUpToDate && (res.Module == "" || res.Module == policy.StatusUpToDate) {
 		opts := &verify.Options{GetCollateral: true, CheckRevocations: c.pckCRL != nil, Getter: mapGetter(c.responses), TrustedRoots: e.roots.TDX, Now: timeSet(t)}
 		if err := verify.TdxQuoteContext(ctx, q.proto, opts); err != nil {
 			return rec.fail(&FactorError{Factor: "tdx.library-check", Reason: ErrCollateralInvalid, Err: err}, "")
 		}
 		rec.pass("tdx.library-check", "", "accepted", "", "go-tdx-guest verify with the same collateral agrees")
 	} else {
-		rec.skip("tdx.library-check", "", "go-tdx-guest accepts UpToDate only; our QVL-style evaluation decided")
+		rec.skip("tdx.library-check", "", "go-tdx-guest accepts UpToDate Platform-CA quotes only; our QVL-style evaluation decided")
 	}
 	return nil
 }
