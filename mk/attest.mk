@@ -6,7 +6,7 @@ ATTEST_PKGS := ./attest/...
 # used by tests only.
 ATTEST_HTTP_OK := github.com/tdxl/tdxl/attest/testtee/sevtest
 
-FUZZ_TARGETS += ./attest:FuzzUnmarshalEvidence
+FUZZ_TARGETS += ./attest:FuzzUnmarshalEvidence ./attest/measure:FuzzCanonicalizeJSON
 TEST_EXTRA   += check-attest-deps
 
 .PHONY: test-attest check-attest-deps

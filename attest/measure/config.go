@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 )
 
 // CanonicalJSON returns v's canonical JSON form, the bytes the configuration
@@ -30,7 +31,8 @@ func CanonicalizeJSON(doc []byte) ([]byte, error) {
 	if err := dec.Decode(&g); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
 	}
-	if dec.More() {
+	// Only whitespace may follow (dec.More misses a stray '}' or ']').
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("decoding config: trailing data")
 	}
 	if err := checkDuplicateKeys(doc); err != nil {

@@ -41,7 +41,7 @@ func TestCanonicalJSON(t *testing.T) {
 }
 
 func TestCanonicalizeJSONRejects(t *testing.T) {
-	for _, doc := range []string{`{"a":1,"a":2}`, `{"a":{"b":1,"b":1}}`, `[{"x":1},{"x":1,"x":2}]`, `{} {}`, `{`, ``} {
+	for _, doc := range []string{`0}`, `{}]`, `{"a":1,"a":2}`, `{"a":{"b":1,"b":1}}`, `[{"x":1},{"x":1,"x":2}]`, `{} {}`, `{`, ``} {
 		if _, err := CanonicalizeJSON([]byte(doc)); err == nil {
 			t.Errorf("%q accepted", doc)
 		}
