@@ -356,3 +356,23 @@ func TestQuoteV5(t *testing.T) {
 		t.Fatal("quote version 3 accepted")
 	}
 }
+
+// Library gaps the verifier must close, reproduced with the knobs (these
+// assertions document go-tdx-guest main's behaviour; if they start failing,
+// the library changed and the verifier's own checks can be revisited).
+func TestLibraryGapsReproducible(t *testing.T) {
+	// 1. Platform OutOfDate but TDX module UpToDate: go-tdx-guest takes the
+	//    module's status (TEE_TCB_SVN[1] > 0) and accepts; Intel's QVL
+	//    combines them into OutOfDate.
+	td := newTD(t, TDXOptions{TCBStatus: StatusOutOfDate, ModuleTCBStatus: StatusUpToDate})
+	raw, _ := td.Quote([64]byte{})
+	if err := verify.RawTdxQuote(raw, verifyOpts(td, testNow)); err != nil {
+		t.Errorf("gap 1 closed upstream? verify = %v", err)
+	}
+	// 2. Collateral issued after the verification time: not checked.
+	td = newTD(t, TDXOptions{CollateralIssued: testNow.Add(24 * time.Hour)})
+	raw, _ = td.Quote([64]byte{})
+	if err := verify.RawTdxQuote(raw, verifyOpts(td, testNow)); err != nil {
+		t.Errorf("gap 2 closed upstream? verify = %v", err)
+	}
+}
