@@ -15,6 +15,13 @@ func BenchmarkEncode(b *testing.B) {
 			tok.Encode(prompt)
 		}
 	})
+	b.Run("long-word-16KB", func(b *testing.B) {
+		w := randomWord(16 << 10)
+		for b.Loop() {
+			tok.cache = bpeCache{m: map[string][]string{}}
+			tok.Encode(w)
+		}
+	})
 	b.Run("cold", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
