@@ -55,8 +55,10 @@ var (
 	ErrXFAM = reason("XFAM not accepted", ErrRefused)
 	// ErrMeasurement: a measurement (MRTD, RTMR0-2, MRSEAM, SNP measurement...) is not allow-listed.
 	ErrMeasurement = reason("measurement not in policy", ErrRefused)
-	// ErrSVN: a security version number is below the policy minimum (TEE_TCB_SVN, SNP TCB, VMPL).
+	// ErrSVN: a security version number is below the policy minimum (TEE_TCB_SVN, SNP TCB).
 	ErrSVN = reason("security version below policy", ErrRefused)
+	// ErrVMPL: the SEV-SNP report comes from another VM privilege level than the policy requires.
+	ErrVMPL = reason("VMPL not accepted", ErrRefused)
 	// ErrBinding: REPORTDATA does not bind the TLS key and nonce (another key: man in the middle).
 	ErrBinding = reason("quote not bound to this TLS key and nonce", ErrRefused)
 	// ErrNonce: the evidence does not carry the nonce sent (replay) or carries none.

@@ -141,7 +141,7 @@ func checkSNPPolicy(e *env, r *spb.Report) {
 		if int(r.GetVmpl()) == *rules.VMPL {
 			rec.pass("snp.vmpl", fmt.Sprint(*rules.VMPL), fmt.Sprint(r.GetVmpl()), "sevSnp.vmpl", "")
 		} else {
-			rec.fail(&FactorError{Factor: "snp.vmpl", Reason: ErrSVN, Actual: fmt.Sprint(r.GetVmpl()), Expected: fmt.Sprint(*rules.VMPL),
+			rec.fail(&FactorError{Factor: "snp.vmpl", Reason: ErrVMPL, Actual: fmt.Sprint(r.GetVmpl()), Expected: fmt.Sprint(*rules.VMPL),
 				Hint: "the report was requested at another VM privilege level (e.g. under a paravisor)"}, "sevSnp.vmpl")
 		}
 	}

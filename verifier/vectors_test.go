@@ -72,7 +72,7 @@ var vectorVariants = []vectorCase{
 	{"dcapqvl-tdx-quote4", "2025-07-01T00:00:00Z", "apiVersion: tdxl/v1\ntdx: {mrseam: [" + zeros48 + "]}\n", ErrMeasurement},
 	// VLEK: expired after 2025-12-10; VMPL 0 required refuses VMPL 1.
 	{"trustee-snp-report-milan-vlek", "2026-01-01T00:00:00Z", snpDefault, ErrCollateralExpired},
-	{"trustee-snp-report-milan-vlek", "2025-06-01T00:00:00Z", snpVMPL0, ErrSVN},
+	{"trustee-snp-report-milan-vlek", "2025-06-01T00:00:00Z", snpVMPL0, ErrVMPL},
 	{"gosev-snp-report-milan-debug", "2022-10-01T00:00:00Z", snpAllowDebug, nil},
 	// TEE kind not in policy.
 	{"trustee-snp-report-milan-vcek", "2023-06-01T00:00:00Z", tdxStrict, ErrTEENotAccepted},
