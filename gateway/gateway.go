@@ -257,25 +257,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		GetCertificate: g.getCertificate,
 		NextProtos:     append([]string{"h2", "http/1.1"}, src.nextProtos()...),
 	}
-	srv := &http.Server{
-		Handler:           g.Handler(),
-		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
-		ReadTimeout:       g.cfg.ReadTimeout,
-		WriteTimeout:      g.cfg.ProxyTimeout + time.Minute,
-		IdleTimeout:       g.cfg.IdleTimeout,
-		MaxHeaderBytes:    g.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			ci := &connInfo{}
-			g.conns.Store(rawConn(c), ci)
-			return context.WithValue(ctx, connInfoKey{}, ci)
-		},
-		ConnState: func(c net.Conn, s http.ConnState) {
-			if s == http.StateClosed || s == http.StateHijacked {
-				g.conns.Delete(rawConn(c))
-			}
-		},
-	}
+	srv := g.newServer()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
 	g.log.Info("listening", "addr", ln.Addr().String(), "tls", g.cfg.TLS, "tee", g.cfg.Issuer.TEE(), "backend", g.cfg.Backend)
@@ -322,6 +304,30 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.transport.CloseIdleConnections()
 	g.log.Info("stopped")
 	return result
+}
+
+// newServer returns the HTTP server with the configured limits; it records
+// each connection so the served certificate can be found per request.
+func (g *Gateway) newServer() *http.Server {
+	return &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
+		ReadTimeout:       g.cfg.ReadTimeout,
+		WriteTimeout:      g.cfg.ProxyTimeout + time.Minute,
+		IdleTimeout:       g.cfg.IdleTimeout,
+		MaxHeaderBytes:    g.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ci := &connInfo{}
+			g.conns.Store(rawConn(c), ci)
+			return context.WithValue(ctx, connInfoKey{}, ci)
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateClosed || s == http.StateHijacked {
+				g.conns.Delete(rawConn(c))
+			}
+		},
+	}
 }
 
 // start measures, obtains the certificates and quotes them; then the
