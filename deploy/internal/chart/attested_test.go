@@ -14,7 +14,9 @@ import (
 )
 
 const (
-	tsmReportPath = "/sys/kernel/config/tsm/report"
+	// configfs-tsm's /sys/kernel/config/tsm/report lies below this mount point; the mount point itself is
+	// the only path that exists in the container's read-only sysfs.
+	configfsPath  = "/sys/kernel/config"
 	rtmrSysfsPath = "/sys/devices/virtual/misc/tdx_guest/measurements"
 )
 
@@ -90,8 +92,8 @@ func TestRenderTDXExample(t *testing.T) {
 	_, gw := assertAttested(t, objs, "tdx")
 	pod := objs.Deployment.Spec.Template.Spec
 	assert.Equal(t, map[string]string{"nodepool-label": "tdx-vm-pool"}, pod.NodeSelector)
-	assert.Equal(t, map[string]string{"tsm-report": tsmReportPath, "tdx-measurements": rtmrSysfsPath}, hostPaths(pod))
-	for name, path := range map[string]string{"tsm-report": tsmReportPath, "tdx-measurements": rtmrSysfsPath} {
+	assert.Equal(t, map[string]string{"configfs": configfsPath, "tdx-measurements": rtmrSysfsPath}, hostPaths(pod))
+	for name, path := range map[string]string{"configfs": configfsPath, "tdx-measurements": rtmrSysfsPath} {
 		m := mount(gw, name)
 		require.NotNil(t, m, name)
 		assert.Equal(t, path, m.MountPath)
@@ -148,7 +150,7 @@ func TestRenderAttestedAutoAndSNP(t *testing.T) {
 		t.Run(tee, func(t *testing.T) {
 			objs, _ := render(t, ch, nil, "attestation: {enabled: true, tee: "+tee+"}")
 			_, gw := assertAttested(t, objs, tee)
-			assert.Equal(t, map[string]string{"tsm-report": tsmReportPath}, hostPaths(objs.Deployment.Spec.Template.Spec))
+			assert.Equal(t, map[string]string{"configfs": configfsPath}, hostPaths(objs.Deployment.Spec.Template.Spec))
 			assert.Equal(t, int64(0), *gw.SecurityContext.RunAsUser)
 		})
 	}

@@ -4,10 +4,12 @@ evidence endpoint and proxies to the backend on 127.0.0.1. It measures the model
 it serves, so it mounts the model volume read-only too.
 
 Quote access without privileged mode (tee auto|tdx|sev-snp):
-- configfs (default): configfs-tsm's report directory /sys/kernel/config/tsm/report as a hostPath
-  (Linux >= 6.7, providers tdx_guest and sev_guest). Its entries are root-owned (mode 0220 attributes)
-  and Kubernetes does not grant capabilities to non-root processes, so the gateway runs as uid 0 with
-  every capability dropped; root's file ownership is all it uses. User-namespaced pods (hostUsers:
+- configfs (default): the node's configfs, /sys/kernel/config, as a hostPath at the same path, for
+  configfs-tsm's /sys/kernel/config/tsm/report (Linux >= 6.7, providers tdx_guest and sev_guest). The
+  whole configfs is mounted because /sys/kernel/config is the one mount point that exists in the
+  container's read-only sysfs (the runtime cannot create tsm/report there). Its entries are root-owned
+  (mode 0220 attributes) and Kubernetes does not grant capabilities to non-root processes, so the
+  gateway runs as uid 0 with every capability dropped; root's file ownership is all it uses. User-namespaced pods (hostUsers:
   false) cannot write there. Pod Security Admission "baseline" forbids hostPath: the namespace needs
   the "privileged" level (the pod itself is not privileged).
 - devicePlugin: /dev/tdx_guest through a device plugin's extended resource (a hostPath device node is
@@ -118,8 +120,8 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
       readOnly: true
     {{- end }}
     {{- if include "tdxl.configfsQuote" . }}
-    - name: tsm-report
-      mountPath: /sys/kernel/config/tsm/report
+    - name: configfs
+      mountPath: /sys/kernel/config
     {{- end }}
     {{- if include "tdxl.rtmrSysfs" . }}
     - name: tdx-measurements
@@ -141,9 +143,9 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
     defaultMode: 288 # 0440
 {{- end }}
 {{- if include "tdxl.configfsQuote" . }}
-- name: tsm-report
+- name: configfs
   hostPath:
-    path: /sys/kernel/config/tsm/report
+    path: /sys/kernel/config
     type: Directory
 {{- end }}
 {{- if include "tdxl.rtmrSysfs" . }}
