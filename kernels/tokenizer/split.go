@@ -10,8 +10,9 @@ import (
 //	<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 //
 // with findall semantics: at each position the first alternative that matches
-// wins; positions where nothing matches (whitespace) are skipped.
-func splitWords(text string, emit func(string)) {
+// wins; positions where nothing matches (whitespace) are skipped. It stops
+// early when emit returns false.
+func splitWords(text string, emit func(string) bool) {
 	for pos := 0; pos < len(text); {
 		n := matchAt(text[pos:])
 		if n == 0 {
@@ -19,7 +20,9 @@ func splitWords(text string, emit func(string)) {
 			pos += sz
 			continue
 		}
-		emit(text[pos : pos+n])
+		if !emit(text[pos : pos+n]) {
+			return
+		}
 		pos += n
 	}
 }

@@ -233,28 +233,39 @@ func (t *Tokenizer) VocabSize() int64 { return t.vocabSize }
 
 // Tokenize returns the prompt's tokens (BPE symbols and special tokens),
 // without BOS/EOS, truncation or padding.
-func (t *Tokenizer) Tokenize(prompt string) []string {
+func (t *Tokenizer) Tokenize(prompt string) []string { return t.tokenize(prompt, -1) }
+
+// tokenize stops once it has at least limit tokens (limit < 0: no limit).
+// Tokens never depend on text after the regex match that produced them, so
+// the first limit tokens are those of the whole prompt.
+func (t *Tokenizer) tokenize(prompt string, limit int) []string {
 	var out []string
+	full := func() bool { return limit >= 0 && len(out) >= limit }
 	for _, piece := range t.splitSpecials(prompt) {
+		if full() {
+			break
+		}
 		if _, ok := t.added[piece]; ok {
 			out = append(out, piece)
 			continue
 		}
 		text := strings.Join(basicTokenize(piece), " ")
-		splitWords(text, func(w string) {
+		splitWords(text, func(w string) bool {
 			if w == bosToken || w == eosToken {
 				out = append(out, w) // CLIPTokenizer's pre-seeded BPE cache
-				return
+			} else {
+				out = append(out, t.bpe(encodeBytes(w))...)
 			}
-			out = append(out, t.bpe(encodeBytes(w))...)
+			return !full()
 		})
 	}
 	return out
 }
 
 // EncodeUntruncated returns BOS, every token's id, EOS (no truncation, no padding).
-func (t *Tokenizer) EncodeUntruncated(prompt string) []int64 {
-	toks := t.Tokenize(prompt)
+func (t *Tokenizer) EncodeUntruncated(prompt string) []int64 { return t.ids(t.tokenize(prompt, -1)) }
+
+func (t *Tokenizer) ids(toks []string) []int64 {
 	ids := make([]int64, 0, len(toks)+2)
 	ids = append(ids, t.bosID)
 	for _, tok := range toks {
@@ -266,7 +277,7 @@ func (t *Tokenizer) EncodeUntruncated(prompt string) []int64 {
 // Encode returns exactly MaxLength() ids: BOS, at most MaxLength()-2 content
 // ids, EOS, then PadID() up to the length.
 func (t *Tokenizer) Encode(prompt string) []int64 {
-	ids := t.EncodeUntruncated(prompt)
+	ids := t.ids(t.tokenize(prompt, t.maxLen-2))
 	content := ids[1 : len(ids)-1]
 	if len(content) > t.maxLen-2 {
 		content = content[:t.maxLen-2]

@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/tdxl/tdxl/kernels/safetensors"
 )
@@ -195,7 +195,7 @@ func TestLowerAndCleaning(t *testing.T) {
 		}
 	}
 	var words []string
-	splitWords("it's 'sx ''s rock'n 12ab <|endoftext|>!?", func(w string) { words = append(words, w) })
+	splitWords("it's 'sx ''s rock'n 12ab <|endoftext|>!?", func(w string) bool { words = append(words, w); return true })
 	want := []string{"it", "'s", "'s", "x", "''", "s", "rock", "'", "n", "1", "2", "ab", "<|endoftext|>", "!?"}
 	if !slices.Equal(words, want) {
 		t.Errorf("splitWords = %q, want %q", words, want)
@@ -235,7 +235,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func FuzzEncode(f *testing.F) {
-	for _, s := range []string{"", "A panda listening to music", "wow!!!", "a <|endoftext|> b", "東京タワー", "\xff\xfe", "ΟΔΟΣ", "it's rock'n'roll", "<|startoftext|><|startoftext|>"} {
+	for _, s := range []string{"", "A panda listening to music", "wow!!!", "a <|endoftext|> b", "東京タワー", "\xff\xfe", "ΟΔΟΣ", "it's rock'n'roll", "<|startoftext|><|startoftext|>", strings.Repeat("a cat! ", 60)} {
 		f.Add(s)
 	}
 	toks := []*Tokenizer{loadTiny(f, "tokenizer"), loadTiny(f, "tokenizer_2")}
@@ -254,8 +254,15 @@ func FuzzEncode(f *testing.F) {
 			if eos < 0 {
 				t.Fatalf("Encode(%q): no EOS", s)
 			}
-			if utf8.ValidString(s) && len(tok.EncodeUntruncated(s)) < 2 {
-				t.Fatal("untruncated too short")
+			// Encode (which stops tokenizing early) = truncated, padded EncodeUntruncated.
+			un := tok.EncodeUntruncated(s)
+			want := append([]int64{}, un[:min(len(un)-1, 76)]...)
+			want = append(want, tok.EOSID())
+			for len(want) < 77 {
+				want = append(want, tok.PadID())
+			}
+			if !slices.Equal(ids, want) {
+				t.Fatalf("Encode(%q) = %v, untruncated %v", s, ids, un)
 			}
 		}
 	})
