@@ -14,17 +14,42 @@ namespace tdxl {
 namespace {
 constexpr int QB = 4;
 
-inline float dot(const float* a, const float* b, int n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
+typedef float v4 __attribute__((vector_size(16)));
+
+inline v4 ldu(const float* p) {
+  v4 r;
+  std::memcpy(&r, p, sizeof r);
+  return r;
+}
+inline void stu(float* p, v4 v) { std::memcpy(p, &v, sizeof v); }
+inline float hsum(v4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+// s[r] = q[r]·k for r < nq (4-wide partial sums, then a fixed-order tail).
+inline void dots(const float* const* q, int nq, const float* k, int D, float* s) {
+  v4 a[QB] = {};
+  int d = 0;
+  for (; d + 4 <= D; d += 4) {
+    const v4 kv = ldu(k + d);
+    for (int r = 0; r < QB; r++)
+      if (r < nq) a[r] += ldu(q[r] + d) * kv;
   }
-  for (; i < n; i++) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
+  for (int r = 0; r < nq; r++) {
+    float t = hsum(a[r]);
+    for (int e = d; e < D; e++) t += q[r][e] * k[e];
+    s[r] = t;
+  }
+}
+
+// o[r] += p[r] * v for r < nq
+inline void axpys(float* const* o, int nq, const float* p, const float* v, int D) {
+  int d = 0;
+  for (; d + 4 <= D; d += 4) {
+    const v4 vv = ldu(v + d);
+    for (int r = 0; r < QB; r++)
+      if (r < nq) stu(o[r] + d, ldu(o[r] + d) + vv * p[r]);
+  }
+  for (; d < D; d++)
+    for (int r = 0; r < nq; r++) o[r][d] += p[r] * v[d];
 }
 }  // namespace
 
@@ -39,18 +64,25 @@ void ref_attention(Pool& pool, const float* q, int64_t ldq, const float* k, int6
     const int64_t i0 = qb * QB;
     const int nq = static_cast<int>(std::min<int64_t>(QB, Tq - i0));
     std::vector<float> s(static_cast<size_t>(QB) * Tk);
+    std::vector<float> acc(static_cast<size_t>(QB) * D, 0.f);
     const float* kb = k + b * Tk * ldk + static_cast<int64_t>(h) * D;
     const float* vb = v + b * Tk * ldv + static_cast<int64_t>(h) * D;
-    for (int64_t j = 0; j < Tk; j++) {
-      const float* kj = kb + j * ldk;
-      for (int r = 0; r < nq; r++) {
-        const float* qi = q + (b * Tq + i0 + r) * ldq + static_cast<int64_t>(h) * D;
-        s[r * Tk + j] = dot(qi, kj, D) * scale;
-      }
+    const float* qr[QB];
+    float* orow[QB];
+    for (int r = 0; r < QB; r++) {
+      qr[r] = q + (b * Tq + i0 + std::min(r, nq - 1)) * ldq + static_cast<int64_t>(h) * D;
+      orow[r] = acc.data() + static_cast<int64_t>(r) * D;
     }
+    // visible keys: all, or j <= i for causal (the block's last query sees the most)
+    const int64_t nk_max = causal ? std::min<int64_t>(Tk, i0 + nq) : Tk;
+    float sj[QB];
+    for (int64_t j = 0; j < nk_max; j++) {
+      dots(qr, nq, kb + j * ldk, D, sj);
+      for (int r = 0; r < nq; r++) s[r * Tk + j] = sj[r] * scale;
+    }
+    float pj[QB];
     for (int r = 0; r < nq; r++) {
-      const int64_t i = i0 + r;
-      const int64_t nk = causal ? std::min<int64_t>(Tk, i + 1) : Tk;
+      const int64_t nk = causal ? std::min<int64_t>(Tk, i0 + r + 1) : Tk;
       float* sr = s.data() + r * Tk;
       float mx = -INFINITY;
       for (int64_t j = 0; j < nk; j++) mx = std::max(mx, sr[j]);
@@ -61,15 +93,15 @@ void ref_attention(Pool& pool, const float* q, int64_t ldq, const float* k, int6
       }
       const float inv = 1.f / sum;
       for (int64_t j = 0; j < nk; j++) sr[j] *= inv;
-      float* oi = o + (b * Tq + i) * ldo + static_cast<int64_t>(h) * D;
-      std::vector<float> of(static_cast<size_t>(D), 0.f);
-      for (int64_t j = 0; j < nk; j++) {
-        const float p = sr[j];
-        const float* vj = vb + j * ldv;
-        for (int d = 0; d < D; d++) of[d] += p * vj[d];
-      }
-      std::memcpy(oi, of.data(), sizeof(float) * D);
+      for (int64_t j = nk; j < nk_max; j++) sr[j] = 0.f;  // masked keys contribute nothing
     }
+    for (int64_t j = 0; j < nk_max; j++) {
+      for (int r = 0; r < nq; r++) pj[r] = s[r * Tk + j];
+      axpys(orow, nq, pj, vb + j * ldv, D);
+    }
+    for (int r = 0; r < nq; r++)
+      std::memcpy(o + (b * Tq + i0 + r) * ldo + static_cast<int64_t>(h) * D, orow[r],
+                  sizeof(float) * D);
   });
 }
 

@@ -41,6 +41,7 @@ template <int R>
 void kernel(const float* const* xr, const float* wp, int kc, float* y, int64_t ldy, int nvalid,
             bool first) {
   v4 a0[R], a1[R];
+#pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     if (first) {
       a0[r] = v4{0, 0, 0, 0};
@@ -58,6 +59,7 @@ void kernel(const float* const* xr, const float* wp, int kc, float* y, int64_t l
   for (int k = 0; k < kc; k++) {
     v4 w0 = ldu(wp + k * NR);
     v4 w1 = ldu(wp + k * NR + 4);
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       float s = xr[r][k];
       v4 b = v4{s, s, s, s};
@@ -65,6 +67,7 @@ void kernel(const float* const* xr, const float* wp, int kc, float* y, int64_t l
       a1[r] += b * w1;
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     if (nvalid == NR) {
       stu(y + r * ldy, a0[r]);
@@ -78,10 +81,53 @@ void kernel(const float* const* xr, const float* wp, int kc, float* y, int64_t l
   }
 }
 
+// The full 6-row tile with named accumulators, so that all twelve stay in registers.
+void kernel6(const float* const* xr, const float* wp, int kc, float* y, int64_t ldy, int nvalid,
+             bool first) {
+  if (nvalid != NR) {
+    kernel<6>(xr, wp, kc, y, ldy, nvalid, first);
+    return;
+  }
+  v4 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  if (first) {
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = v4{0, 0, 0, 0};
+  } else {
+    c00 = ldu(y), c01 = ldu(y + 4);
+    c10 = ldu(y + ldy), c11 = ldu(y + ldy + 4);
+    c20 = ldu(y + 2 * ldy), c21 = ldu(y + 2 * ldy + 4);
+    c30 = ldu(y + 3 * ldy), c31 = ldu(y + 3 * ldy + 4);
+    c40 = ldu(y + 4 * ldy), c41 = ldu(y + 4 * ldy + 4);
+    c50 = ldu(y + 5 * ldy), c51 = ldu(y + 5 * ldy + 4);
+  }
+  const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5];
+  for (int k = 0; k < kc; k++) {
+    const v4 w0 = ldu(wp + k * NR), w1 = ldu(wp + k * NR + 4);
+    v4 b;
+    b = v4{x0[k], x0[k], x0[k], x0[k]};
+    c00 += b * w0, c01 += b * w1;
+    b = v4{x1[k], x1[k], x1[k], x1[k]};
+    c10 += b * w0, c11 += b * w1;
+    b = v4{x2[k], x2[k], x2[k], x2[k]};
+    c20 += b * w0, c21 += b * w1;
+    b = v4{x3[k], x3[k], x3[k], x3[k]};
+    c30 += b * w0, c31 += b * w1;
+    b = v4{x4[k], x4[k], x4[k], x4[k]};
+    c40 += b * w0, c41 += b * w1;
+    b = v4{x5[k], x5[k], x5[k], x5[k]};
+    c50 += b * w0, c51 += b * w1;
+  }
+  stu(y, c00), stu(y + 4, c01);
+  stu(y + ldy, c10), stu(y + ldy + 4, c11);
+  stu(y + 2 * ldy, c20), stu(y + 2 * ldy + 4, c21);
+  stu(y + 3 * ldy, c30), stu(y + 3 * ldy + 4, c31);
+  stu(y + 4 * ldy, c40), stu(y + 4 * ldy + 4, c41);
+  stu(y + 5 * ldy, c50), stu(y + 5 * ldy + 4, c51);
+}
+
 void kernel_any(int mr, const float* const* xr, const float* wp, int kc, float* y, int64_t ldy,
                 int nvalid, bool first) {
   switch (mr) {
-    case 6: kernel<6>(xr, wp, kc, y, ldy, nvalid, first); break;
+    case 6: kernel6(xr, wp, kc, y, ldy, nvalid, first); break;
     case 5: kernel<5>(xr, wp, kc, y, ldy, nvalid, first); break;
     case 4: kernel<4>(xr, wp, kc, y, ldy, nvalid, first); break;
     case 3: kernel<3>(xr, wp, kc, y, ldy, nvalid, first); break;

@@ -1,0 +1,25 @@
+# Kernels core (engineer A): package kernels (C++ reference core behind cgo) and kernels/bench.
+#
+# TestGolden reads the golden set from TDXL_GOLDEN_DIR (default: ../shared/golden/tiny-sdxl next to
+# the repository); with CI set, a missing set fails the test instead of skipping it.
+
+TDXL_GOLDEN_DIR ?= $(abspath $(CURDIR)/../shared/golden/tiny-sdxl)
+export TDXL_GOLDEN_DIR
+
+KERNELS_PKGS := ./kernels ./kernels/bench/...
+# Flags of the kernels benchmark (see `go run ./kernels/bench/cmd/kbench --help`): 512x512, 4 steps,
+# batch 1 on the synthesized full-size sdxl-turbo (cached under $XDG_CACHE_HOME/tdxl or ~/.cache/tdxl).
+KBENCH_ARGS ?= --height 512 --width 512 --step 4 --batch 1
+
+BENCH_EXTRA += bench-kernels
+
+.PHONY: test-kernels bench-kernels
+# Quick check of the kernels packages alone (golden + unit tests, -race on the Go side).
+test-kernels:
+	CGO_ENABLED=1 $(GO) vet $(KERNELS_PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 $(KERNELS_PKGS)
+
+# End-to-end benchmark of the reference core (a report, not a test): load time, per-stage times,
+# total, peak RSS, threads and kernel path, then one JSON line of headline figures.
+bench-kernels:
+	CGO_ENABLED=1 $(GO) run ./kernels/bench/cmd/kbench $(KBENCH_ARGS)
