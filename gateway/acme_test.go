@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/miekg/dns"
 	"github.com/tdxl/tdxl/attest"
 	"github.com/tdxl/tdxl/gateway/envelope"
 )
@@ -32,18 +34,47 @@ func (c *countingIssuer) Issue(_ context.Context, rd [64]byte) (*attest.Evidence
 	return &attest.Evidence{Version: attest.Version, TEE: attest.TEETDX, Quote: rd[:], Time: time.Now()}, nil
 }
 
+// acmeTestDomain is the name the test certificate is issued for; the test's
+// own DNS server resolves it to 127.0.0.1 (and has no AAAA record), so the
+// test does not depend on how this machine resolves "localhost".
+const acmeTestDomain = "gateway.tdxl.test"
+
+// startDNS serves A 127.0.0.1 for acmeTestDomain over TCP on loopback (the
+// transport Pebble's custom resolver uses) and returns its address.
+func startDNS(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		for _, qq := range q.Question {
+			if qq.Qtype == dns.TypeA && strings.EqualFold(qq.Name, acmeTestDomain+".") {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+					A: net.IPv4(127, 0, 0, 1)})
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
+}
+
 // startPebble runs Let's Encrypt's Pebble ACME CA in-process on loopback.
-// Its validation authority really connects to tlsPort on the identifier's
-// address for TLS-ALPN-01 (no PEBBLE_VA_ALWAYS_VALID): the gateway's own
-// listener must answer the challenge. It returns the directory URL, a pool
-// for Pebble's HTTPS endpoint and the issuing root.
+// Its validation authority really connects, for TLS-ALPN-01, to tlsPort on
+// the address the test DNS server gives for the identifier (no
+// PEBBLE_VA_ALWAYS_VALID): the gateway's own listener must answer the
+// challenge. It returns the directory URL, a pool for Pebble's HTTPS
+// endpoint and the issuing root.
 func startPebble(t *testing.T, tlsPort int) (string, *x509.CertPool, *x509.CertPool) {
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	pca := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: 30}})
-	pva := va.New(logger, 1 /* no HTTP-01 listener */, tlsPort, false, "", store)
+	pva := va.New(logger, 1 /* no HTTP-01 listener */, tlsPort, false, startDNS(t), store)
 	pwfe := wfe.New(logger, store, pva, pca, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 	srv := httptest.NewTLSServer(pwfe.Handler())
 	t.Cleanup(srv.Close)
@@ -60,11 +91,7 @@ func startPebble(t *testing.T, tlsPort int) (string, *x509.CertPool, *x509.CertP
 // renewal certmagic's maintenance makes (new key) is quoted afresh and
 // served with new evidence.
 func TestACMEWithPebbleQuotesTheIssuedKeyAndRequotesOnRenewal(t *testing.T) {
-	addrs, err := net.DefaultResolver.LookupHost(context.Background(), "localhost")
-	if err != nil || len(addrs) == 0 {
-		t.Fatalf("resolving localhost: %v", err)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(addrs[0], "0"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +103,7 @@ func TestACMEWithPebbleQuotesTheIssuedKeyAndRequotesOnRenewal(t *testing.T) {
 	iss := &countingIssuer{}
 	g, err := New(Config{
 		Listener: ln, Backend: backend.URL, Issuer: iss, TLS: TLSACME,
-		ACME: ACMEConfig{CA: dir, TrustedRoots: acmePool, Domains: []string{"localhost"}, Email: "ops@example.com",
+		ACME: ACMEConfig{CA: dir, TrustedRoots: acmePool, Domains: []string{acmeTestDomain}, Email: "ops@example.com",
 			// 30 s certificates renewed when under 90 % of the lifetime
 			// remains: certmagic's own maintenance renews after ~3 s.
 			RenewalWindowRatio: 0.9, RenewCheckInterval: 250 * time.Millisecond},
@@ -97,9 +124,9 @@ func TestACMEWithPebbleQuotesTheIssuedKeyAndRequotesOnRenewal(t *testing.T) {
 	})
 	waitFor(t, 60*time.Second, g.Ready, done)
 
-	// A client trusting only Pebble's root verifies the chain for "localhost".
+	// A client trusting only Pebble's root verifies the chain for the domain.
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS13}}}
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: acmeTestDomain, MinVersion: tls.VersionTLS13}}}
 	url := "https://" + ln.Addr().String() + EvidencePath + "?nonce=" + "00112233445566778899aabbccddeeff"
 	first := fetchBound(t, client, url)
 
