@@ -14,8 +14,9 @@ func BenchmarkISAReport(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(res.PeakGFLOPs, "peak-GFLOP/s")
-		b.ReportMetric(res.GEMMPctFMA, "gemm-%-of-fma-peak")
-		b.ReportMetric(res.GEMMPctBest, "gemm-best-%-of-own-peak")
+		b.ReportMetric(res.GEMMPctFMAWall, "gemm-%-fma-peak-wall")
+		b.ReportMetric(res.GEMMPctFMACPU, "gemm-%-fma-peak-cpu")
+		b.ReportMetric(res.GEMMPctBestCPU, "gemm-best-%-own-peak-cpu")
 	}
 }
 

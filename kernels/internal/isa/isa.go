@@ -270,21 +270,23 @@ func (c *Ctx) GroupNorm(b, hw, ch, groups int, eps float32, x, gamma, beta, y []
 
 // FMAPeak measures the fp32 FMA peak in GFLOP/s on all the context's threads for about seconds.
 func (c *Ctx) FMAPeak(seconds float64) (float64, error) {
-	var g C.double
-	if err := status("measuring FMA peak", C.tdxl_isa_fma_peak(c.p, C.double(seconds), &g)); err != nil {
-		return 0, err
-	}
-	return float64(g), nil
+	wall, _, err := c.Peak(false, seconds)
+	return wall, err
 }
 
-// DotPeak measures the peak of the instruction the context level's bf16 GEMM uses (vdpbf16ps on
-// avx512bf16, fp32 FMA below); ErrUnsupported on the AMX levels.
-func (c *Ctx) DotPeak(seconds float64) (float64, error) {
-	var g C.double
-	if err := status("measuring dot peak", C.tdxl_isa_dot_peak(c.p, C.double(seconds), &g)); err != nil {
-		return 0, err
+// Peak measures the fp32 FMA peak (dot false) or the peak of the instruction the context level's bf16
+// GEMM uses (dot true; ErrUnsupported on the AMX levels). wall: GFLOP/s of all threads by wall time;
+// perCPU: GFLOP per CPU-second of one thread (see tdxl_isa_peak in isa.h).
+func (c *Ctx) Peak(dot bool, seconds float64) (wall, perCPU float64, err error) {
+	kind := C.int(C.TDXL_ISA_PEAK_FMA)
+	if dot {
+		kind = C.TDXL_ISA_PEAK_DOT
 	}
-	return float64(g), nil
+	var g, pc C.double
+	if err := status("measuring peak", C.tdxl_isa_peak(c.p, kind, C.double(seconds), &g, &pc)); err != nil {
+		return 0, 0, err
+	}
+	return float64(g), float64(pc), nil
 }
 
 // LayerNorm normalises each row of x [m][ch] (y may be x).

@@ -115,12 +115,16 @@ int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int64_t c, int
 int tdxl_isa_layer_norm(tdxl_isa_ctx *ctx, int64_t m, int64_t c, float eps, const float *x, const float *gamma,
                         const float *beta, float *y);
 
-/* Benchmark helper: FLOP/s of a register-resident FMA loop on all of ctx's threads at ctx's level
- * (zmm for avx512*, ymm for avx2, scalar-ish for ref). Runs for about `seconds`. */
-int tdxl_isa_fma_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops);
-/* Same for the instruction the ctx level's bf16 GEMM is built on (vdpbf16ps for avx512bf16, fp32 FMA for
- * avx512/avx2/ref); TDXL_ISA_EUNSUPPORTED for the AMX levels (no tile peak loop). */
-int tdxl_isa_dot_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops);
+/* Benchmark helpers. tdxl_isa_peak: FLOP/s of a register-resident loop on all of ctx's threads for about
+ * `seconds`: kind TDXL_ISA_PEAK_FMA = fp32 FMA (zmm for avx512 and up, ymm for avx2, scalar for ref);
+ * TDXL_ISA_PEAK_DOT = the instruction the ctx level's bf16 GEMM is built on (vdpbf16ps on avx512bf16; fp32
+ * FMA below; TDXL_ISA_EUNSUPPORTED on the AMX levels). gflops: summed over threads by wall time;
+ * gflops_per_cpu_s (may be NULL): per thread by its own CPU time, averaged — what one core does per second
+ * it actually runs, robust on a shared, oversubscribed host. */
+#define TDXL_ISA_PEAK_FMA 0
+#define TDXL_ISA_PEAK_DOT 1
+int tdxl_isa_peak(tdxl_isa_ctx *ctx, int kind, double seconds, double *gflops, double *gflops_per_cpu_s);
+int tdxl_isa_fma_peak(tdxl_isa_ctx *ctx, double seconds, double *gflops); /* = tdxl_isa_peak(FMA) */
 
 #ifdef __cplusplus
 }
