@@ -151,6 +151,11 @@ func newFakeBackendTB(t testing.TB) *fakeBackend {
 		json.NewEncoder(w).Encode(resp)
 	}
 	mux.HandleFunc("POST /api/text2image", gen)
+	mux.HandleFunc("POST /v1/images/generations", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"created":1,"data":[{"b64_json":%q},{"b64_json":%q}]}`,
+			base64.StdEncoding.EncodeToString([]byte("openai png 0")), base64.StdEncoding.EncodeToString([]byte("openai png 1")))
+	})
 	b.Server = httptest.NewServer(mux)
 	t.Cleanup(b.Close)
 	return b

@@ -341,3 +341,24 @@ func TestReceiptForInlineImagesAndErrors(t *testing.T) {
 		t.Fatalf("unfetchable image: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestReceiptForOpenAIEndpoint(t *testing.T) {
+	gw, _ := start(t, &quoteIssuer{tee: attest.TEETDX}, nil)
+	resp, err := gw.Client().Post(gw.URL+"/v1/images/generations", "application/json", strings.NewReader(`{"prompt":"x","n":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	raw, _ := base64.StdEncoding.DecodeString(resp.Header.Get(receipt.Header))
+	rc, err := receipt.VerifyReceipt(raw, resp.TLS.PeerCertificates[0].PublicKey)
+	if err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if rc.Path != "/v1/images/generations" || len(rc.Images) != 2 || !rc.HasImage([]byte("openai png 1")) {
+		t.Fatalf("receipt %+v", rc)
+	}
+	if _, ok := rc.ImageSHA256("data[1]"); !ok {
+		t.Fatal("inline OpenAI images are named data[i]")
+	}
+}
