@@ -196,6 +196,16 @@ attestation:
 		assert.True(t, hasArg(c, "--model-dir=/models/stabilityai/sdxl-turbo"), "%s args %v", c.Name, c.Args)
 	}
 
+	// ACME's TLS-ALPN challenge comes to 443: the Service maps it onto the gateway's unprivileged 8443.
+	objs, _ = render(t, ch, nil, "service: {type: LoadBalancer}\nattestation: {enabled: true, tee: none, port: 443}")
+	gw = container(t, objs.Deployment.Spec.Template.Spec, "gateway")
+	assert.Equal(t, corev1.ServiceTypeLoadBalancer, objs.Service.Spec.Type)
+	assert.Equal(t, int32(443), objs.Service.Spec.Ports[0].Port)
+	assert.Equal(t, intstr.FromString("https"), objs.Service.Spec.Ports[0].TargetPort)
+	assert.Equal(t, int32(8443), gw.Ports[0].ContainerPort)
+	assert.True(t, hasArg(gw, "--listen=:8443"), "gateway args %v", gw.Args)
+	assert.Contains(t, objs.Notes, "port-forward service/tdxl 8443:443")
+
 	objs, _ = render(t, ch, nil, "attestation: {enabled: true, tee: none, tls: {mode: existingSecret, existingSecret: tdxl-tls}}")
 	_, gw = assertAttested(t, objs, "none")
 	v := volume(objs.Deployment.Spec.Template.Spec, "gateway-tls")

@@ -1,5 +1,5 @@
 {{/*
-The attested front (attestation.enabled): tdxl-gateway terminates TLS on attestation.port, serves the
+The attested front (attestation.enabled): tdxl-gateway terminates TLS on port 8443 (the Service's attestation.port), serves the
 evidence endpoint and proxies to the backend on 127.0.0.1. It measures the model folder and the binaries
 it serves, so it mounts the model volume read-only too.
 
@@ -26,7 +26,7 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
   command:
     - /usr/local/bin/tdxl-gateway
   args:
-    - --listen=:{{ int $a.port }}
+    - --listen=:{{ include "tdxl.gatewayPort" . }}
     - --backend=http://127.0.0.1:{{ include "tdxl.backendPort" . }}
     - --tee={{ $a.tee }}
     - --model-dir={{ include "tdxl.modelDir" . }}
@@ -52,7 +52,7 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
       value: /tmp
   ports:
     - name: https
-      containerPort: {{ int $a.port }}
+      containerPort: {{ include "tdxl.gatewayPort" . }}
       protocol: TCP
   # The backend listens on 127.0.0.1 only, so the kubelet probes it through the gateway (HTTPS; the
   # kubelet does not check the self-signed certificate).

@@ -39,6 +39,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* The backend's port inside the pod (its documented default, the seed's 5000). */}}
 {{- define "tdxl.backendPort" -}}5000{{- end -}}
 
+{{/* The gateway's port inside the pod; the Service maps attestation.port (e.g. 443) onto it, so the
+gateway never needs to bind a privileged port. */}}
+{{- define "tdxl.gatewayPort" -}}8443{{- end -}}
+
 {{/* Where the model folder is, inside the containers. */}}
 {{- define "tdxl.modelsMountPath" -}}/models{{- end -}}
 {{- define "tdxl.bakedModelDir" -}}/opt/tdxl/models/stabilityai/sdxl-turbo{{- end -}}
