@@ -239,3 +239,23 @@ attestation: {enabled: true, tee: none}`)
 	assert.Nil(t, objs.PDB.Spec.MaxUnavailable, "minAvailable replaces maxUnavailable")
 	assert.True(t, strings.Contains(objs.Notes, "WARNING: attestation.tee=none"), "tee=none warns in NOTES")
 }
+
+// The NetworkPolicy admits only the served port: never the backend's in attested mode.
+func TestRenderNetworkPolicy(t *testing.T) {
+	ch, _ := loadChart(t)
+	objs, _ := render(t, ch, nil, "")
+	assert.Nil(t, objs.NetPol, "off by default")
+	for mode, want := range map[string]string{"false": "http", "true": "https"} {
+		objs, _ := render(t, ch, nil, `
+networkPolicy: {enabled: true, from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress}}}]}
+attestation: {enabled: `+mode+`, tee: none}`)
+		np := objs.NetPol
+		require.NotNil(t, np)
+		assert.Equal(t, objs.Deployment.Spec.Selector.MatchLabels, np.Spec.PodSelector.MatchLabels)
+		require.Len(t, np.Spec.Ingress, 1)
+		require.Len(t, np.Spec.Ingress[0].Ports, 1)
+		assert.Equal(t, intstr.FromString(want), *np.Spec.Ingress[0].Ports[0].Port, "attestation %s", mode)
+		require.Len(t, np.Spec.Ingress[0].From, 1)
+		assert.Equal(t, "ingress", np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+	}
+}

@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -42,6 +43,7 @@ type Objects struct {
 	Service    *corev1.Service
 	HPA        *autoscalingv2.HorizontalPodAutoscaler
 	PDB        *policyv1.PodDisruptionBudget
+	NetPol     *networkingv1.NetworkPolicy
 	Notes      string
 }
 
@@ -162,6 +164,8 @@ func Decode(docs []Doc) (*Objects, error) {
 			target = setOnce(&objs.HPA)
 		case "policy/v1/PodDisruptionBudget":
 			target = setOnce(&objs.PDB)
+		case "networking.k8s.io/v1/NetworkPolicy":
+			target = setOnce(&objs.NetPol)
 		default:
 			return nil, fmt.Errorf("%s: %w %q", d.Source, ErrUnknownKind, gvk)
 		}
