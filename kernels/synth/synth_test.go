@@ -3,8 +3,10 @@ package synth
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -134,21 +136,10 @@ func readTree(t *testing.T, dir string) map[string][]byte {
 	return out
 }
 
-func TestSameSeedSameBytes(t *testing.T) {
-	a := readTree(t, tinyModel(t))
-	dir := filepath.Join(t.TempDir(), "again")
-	if err := Write(context.Background(), dir, Options{Preset: "tiny", Seed: 7}); err != nil {
-		t.Fatal(err)
-	}
-	b := readTree(t, dir)
-	if len(a) != len(b) || len(a) != 18 {
-		t.Fatalf("%d vs %d files", len(a), len(b))
-	}
-	for k, v := range a {
-		if !bytes.Equal(v, b[k]) {
-			t.Errorf("%s differs between two runs with the same seed", k)
-		}
-	}
+// TestSeedsAndThreads: the same (seed, name) gives the same bytes whatever
+// the thread count; another seed gives others (a whole second model with the
+// same seed is compared in TestMainCLI).
+func TestSeedsAndThreads(t *testing.T) {
 	// Another seed changes the weights (checked on one tensor, not a whole model).
 	spec := model.TensorSpec{Name: "conv_in.weight", Shape: []int64{16, 4, 3, 3}}
 	var w7, w8 bytes.Buffer
@@ -157,14 +148,17 @@ func TestSameSeedSameBytes(t *testing.T) {
 	if w7.Len() != 16*4*9*4 || bytes.Equal(w7.Bytes(), w8.Bytes()) {
 		t.Errorf("seeds 7 and 8: %d bytes, equal %v", w7.Len(), bytes.Equal(w7.Bytes(), w8.Bytes()))
 	}
-	// A tensor larger than one chunk is generated in parallel, identically.
-	big := model.TensorSpec{Name: "big.weight", Shape: []int64{3, chunkElems}}
+	// A tensor of several chunks is generated in parallel, identically
+	// (chunks shrunk to 4K elements so that 7 chunks are cheap).
+	defer func(c int64) { chunkElems = c }(chunkElems)
+	chunkElems = 1 << 12
+	big := model.TensorSpec{Name: "big.weight", Shape: []int64{7, chunkElems}}
 	var b1, b2 bytes.Buffer
 	filler(context.Background(), 1, big, safetensors.F16)(&b1)
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 3) // different batching
 	filler(context.Background(), 1, big, safetensors.F16)(&b2)
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) - 3)
-	if b1.Len() != 3*chunkElems*2 || !bytes.Equal(b1.Bytes(), b2.Bytes()) {
+	if int64(b1.Len()) != 7*chunkElems*2 || !bytes.Equal(b1.Bytes(), b2.Bytes()) {
 		t.Errorf("chunked tensor: %d bytes, depends on threads: %v", b1.Len(), !bytes.Equal(b1.Bytes(), b2.Bytes()))
 	}
 }
@@ -236,23 +230,50 @@ func TestMainCLI(t *testing.T) {
 	if code := Main(context.Background(), nil, &out, &errb); code != ExitUsage {
 		t.Errorf("no --out: exit %d", code)
 	}
+	// The CLI writes the tiny preset with seed 7 again: byte-identical to tinyModel's.
 	dir := filepath.Join(t.TempDir(), "m")
 	out.Reset()
 	errb.Reset()
-	code := Main(context.Background(), []string{"--preset", "tiny", "--seed", "3", "--out", dir, "--dtype", "bf16", "--tokenizer", tinyModel(t)}, &out, &errb)
+	code := Main(context.Background(), []string{"--preset", "tiny", "--seed", "7", "--out", dir}, &out, &errb)
 	if code != ExitOK || !strings.Contains(out.String(), "wrote "+dir) || !strings.Contains(errb.String(), "100.0%") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out.String(), errb.String())
 	}
-	m, err := model.Open(dir)
-	if err != nil {
-		t.Fatal(err)
+	a, b := readTree(t, tinyModel(t)), readTree(t, dir)
+	if len(a) != len(b) || len(a) != 18 {
+		t.Fatalf("%d vs %d files", len(a), len(b))
 	}
-	defer m.Close()
-	if m.UNet.Tensors["conv_in.weight"].DType != safetensors.BF16 {
-		t.Error("dtype flag ignored")
+	for k, v := range a {
+		if !bytes.Equal(v, b[k]) {
+			t.Errorf("%s differs between two runs with the same seed", k)
+		}
 	}
 	if code := Main(context.Background(), []string{"--out", dir}, &out, &errb); code != ExitError {
 		t.Errorf("existing out: exit %d", code)
+	}
+}
+
+// TestDTypes: F16 and BF16 weights are the F32 weights rounded to nearest even.
+func TestDTypes(t *testing.T) {
+	spec := model.TensorSpec{Name: "down_blocks.0.resnets.0.conv1.weight", Shape: []int64{8, 4, 3, 3}}
+	var f32, f16, bf16 bytes.Buffer
+	filler(context.Background(), 5, spec, safetensors.F32)(&f32)
+	filler(context.Background(), 5, spec, safetensors.F16)(&f16)
+	filler(context.Background(), 5, spec, safetensors.BF16)(&bf16)
+	n := int(spec.NumElements())
+	if f32.Len() != 4*n || f16.Len() != 2*n || bf16.Len() != 2*n {
+		t.Fatalf("sizes %d %d %d", f32.Len(), f16.Len(), bf16.Len())
+	}
+	for i := 0; i < n; i++ {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(f32.Bytes()[4*i:]))
+		if binary.LittleEndian.Uint16(f16.Bytes()[2*i:]) != safetensors.Float32ToHalf(v) ||
+			binary.LittleEndian.Uint16(bf16.Bytes()[2*i:]) != safetensors.Float32ToBF16(v) {
+			t.Fatalf("element %d (%g) differs across dtypes", i, v)
+		}
+	}
+	n16, _ := Size(Options{Preset: "tiny", DType: safetensors.BF16})
+	n32, _ := Size(Options{Preset: "tiny"})
+	if n16 == 0 || 2*n16 != n32 {
+		t.Errorf("tiny sizes BF16 %d, F32 %d", n16, n32)
 	}
 }
 
@@ -269,5 +290,41 @@ func TestGeneratedVocab(t *testing.T) {
 	}
 	if _, _, err := generateVocab(100); err == nil {
 		t.Error("size 100 accepted")
+	}
+}
+
+// TestCopiedTokenizer: --tokenizer copies vocab.json/merges.txt (from a
+// tokenizer folder or a model folder) under the preset's tokenizer configs,
+// giving the reference ids (tokenizer_2 pads with "!" = 0).
+func TestCopiedTokenizer(t *testing.T) {
+	golden := os.Getenv("TDXL_GOLDEN_DIR")
+	if golden == "" {
+		golden = filepath.Join("..", "..", "..", "shared", "golden", "tiny-sdxl")
+	}
+	if _, err := os.Stat(filepath.Join(golden, "model", "tokenizer", "vocab.json")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("golden set missing: %v", err)
+		}
+		t.Skip("golden set missing")
+	}
+	for _, src := range []string{filepath.Join(golden, "model"), filepath.Join(golden, "model", "tokenizer_2")} {
+		dir := t.TempDir()
+		if err := writePreset(dir, "sdxl-turbo"); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeTokenizers(dir, src); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer_2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Encode("wow!!!")[:7]; !slices.Equal(got, []int64{49406, 2781, 0, 0, 0, 49407, 0}) {
+			t.Errorf("from %s: %v", src, got)
+		}
+		want, _ := os.ReadFile(filepath.Join(golden, "model", "tokenizer", "merges.txt"))
+		if got, _ := os.ReadFile(filepath.Join(dir, "tokenizer", "merges.txt")); !bytes.Equal(got, want) {
+			t.Error("merges.txt not copied")
+		}
 	}
 }

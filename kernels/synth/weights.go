@@ -16,8 +16,9 @@ import (
 
 // chunkElems is the unit of generation: each chunk has its own PRNG stream
 // seeded from (seed, tensor name, chunk index), so chunks are generated in
-// parallel and the bytes do not depend on the number of threads.
-const chunkElems = 1 << 20
+// parallel and the bytes do not depend on the number of threads. It is part
+// of the output's definition (a variable only so that tests can shrink it).
+var chunkElems int64 = 1 << 20
 
 // splitmix64 is the PRNG (Steele, Lea, Flood 2014): tiny, fast, and good
 // enough for random weights.
@@ -106,7 +107,7 @@ func filler(ctx context.Context, seed int64, s model.TensorSpec, dt safetensors.
 		}
 		bufs := make([][]byte, min(workers, nChunks))
 		for k := range bufs {
-			bufs[k] = make([]byte, chunkElems*esz)
+			bufs[k] = make([]byte, chunkElems*int64(esz))
 		}
 		for c := int64(0); c < nChunks; c += int64(len(bufs)) {
 			if err := ctx.Err(); err != nil {
