@@ -98,6 +98,7 @@ func feedComponent(h *handle, ci int, c *model.Component, log *slog.Logger) erro
 		if err != nil {
 			return err
 		}
+		releasePages(t.Data)
 		if !used {
 			unused++
 		}
