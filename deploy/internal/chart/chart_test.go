@@ -196,6 +196,11 @@ func TestRenderDefaults(t *testing.T) {
 	assert.Equal(t, objs.Deployment.Spec.Selector.MatchLabels, objs.PDB.Spec.Selector.MatchLabels)
 	assert.Empty(t, objs.Deployment.Spec.Template.Spec.RuntimeClassName)
 	assert.Contains(t, objs.Notes, "curl -X POST http://127.0.0.1:5000/api/text2image")
+	assert.Contains(t, objs.Notes, "port-forward service/tdxl 5000:5000")
+	objs, _ = render(t, ch, nil, "service: {port: 80}")
+	assert.Equal(t, int32(80), objs.Service.Spec.Ports[0].Port)
+	assert.Equal(t, intstr.FromString("http"), objs.Service.Spec.Ports[0].TargetPort)
+	assert.Contains(t, objs.Notes, "port-forward service/tdxl 5000:80")
 }
 
 // The seed's values.yaml, verbatim: its image, the full tag, every default meaning the same.
