@@ -131,7 +131,7 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
 
 {{- define "tdxl.gatewayVolumes" -}}
 {{- $a := .Values.attestation -}}
-# In memory: the TD's private memory on a TDX node; ACME keys and state never reach a disk.
+# In memory (the TD's private memory on a TDX node): the gateway's scratch space never reaches a disk.
 - name: gateway-tmp
   emptyDir:
     medium: Memory
