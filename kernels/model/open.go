@@ -205,28 +205,35 @@ type located struct {
 	file string
 }
 
-func openComponent(dir, name, base string, spec, optional, group []TensorSpec) (c *Component, err error) {
-	compDir := filepath.Join(dir, name)
-	paths, err := WeightFiles(compDir, base)
+func openComponent(dir, name, base string, spec, optional, group []TensorSpec) (*Component, error) {
+	paths, err := WeightFiles(filepath.Join(dir, name), base)
 	if err != nil {
 		return nil, err
 	}
-	c = &Component{Name: name, Tensors: make(map[string]safetensors.Tensor, len(spec)), Specs: spec}
-	comp := c
-	defer func() {
-		if err != nil {
-			closeFiles(comp.Files)
-		}
-	}()
+	c := &Component{Name: name, Specs: spec}
+	all, err := c.openShards(paths)
+	if err == nil {
+		c.Tensors, err = checkTensors(name, paths[0], all, spec, optional, group)
+	}
+	if err != nil {
+		closeFiles(c.Files)
+		return nil, err
+	}
+	return c, nil
+}
+
+// openShards opens the component's files (into c.Files, also on error) and
+// indexes their tensors by canonical name; a name in two files is an error.
+func (c *Component) openShards(paths []string) (map[string]located, error) {
 	all := map[string]located{}
 	for _, p := range paths {
 		f, err := safetensors.Open(p)
 		if err != nil {
-			return nil, fmt.Errorf("model: %s: %w", name, err)
+			return nil, fmt.Errorf("model: %s: %w", c.Name, err)
 		}
 		c.Files = append(c.Files, f)
 		for _, fn := range f.Names() {
-			n := canonicalName(name, fn)
+			n := canonicalName(c.Name, fn)
 			if prev, dup := all[n]; dup {
 				return nil, &TensorError{File: p, Tensor: fn, Err: ErrUnexpected, Got: "duplicate of " + n, Want: "only in " + prev.file}
 			}
@@ -235,16 +242,24 @@ func openComponent(dir, name, base string, spec, optional, group []TensorSpec) (
 			all[n] = located{t, p}
 		}
 	}
-	file0 := paths[0]
-	check := func(s TensorSpec, l located, anyDType bool) error {
-		if !slices.Equal(l.t.Shape, s.Shape) {
-			return &TensorError{File: l.file, Tensor: s.Name, Err: ErrShape, Got: fmt.Sprint(l.t.Shape), Want: fmt.Sprint(s.Shape)}
-		}
-		if !anyDType && !slices.Contains(AcceptedDTypes, l.t.DType) {
-			return &TensorError{File: l.file, Tensor: s.Name, Err: ErrDType, Got: string(l.t.DType), Want: "F32, F16 or BF16"}
-		}
-		return nil
+	return all, nil
+}
+
+func checkTensor(s TensorSpec, l located, anyDType bool) error {
+	if !slices.Equal(l.t.Shape, s.Shape) {
+		return &TensorError{File: l.file, Tensor: s.Name, Err: ErrShape, Got: fmt.Sprint(l.t.Shape), Want: fmt.Sprint(s.Shape)}
 	}
+	if !anyDType && !slices.Contains(AcceptedDTypes, l.t.DType) {
+		return &TensorError{File: l.file, Tensor: s.Name, Err: ErrDType, Got: string(l.t.DType), Want: "F32, F16 or BF16"}
+	}
+	return nil
+}
+
+// checkTensors matches the file tensors against the specs: every spec tensor
+// present (returned), optional ones checked if present (any dtype), the group
+// complete or absent, nothing else.
+func checkTensors(name, file0 string, all map[string]located, spec, optional, group []TensorSpec) (map[string]safetensors.Tensor, error) {
+	out := make(map[string]safetensors.Tensor, len(spec))
 	known := map[string]bool{}
 	for _, s := range spec {
 		known[s.Name] = true
@@ -252,36 +267,32 @@ func openComponent(dir, name, base string, spec, optional, group []TensorSpec) (
 		if !ok {
 			return nil, &TensorError{File: file0, Tensor: s.Name, Err: ErrMissing, Want: fmt.Sprint(s.Shape)}
 		}
-		if err := check(s, l, false); err != nil {
+		if err := checkTensor(s, l, false); err != nil {
 			return nil, err
 		}
-		c.Tensors[s.Name] = l.t
+		out[s.Name] = l.t
 	}
-	for _, s := range optional {
+	present, firstAbsent := 0, -1
+	for i, s := range append(slices.Clip(optional), group...) {
 		known[s.Name] = true
-		if l, ok := all[s.Name]; ok {
-			if err := check(s, l, true); err != nil {
+		l, ok := all[s.Name]
+		inGroup := i >= len(optional)
+		switch {
+		case ok:
+			if inGroup {
+				present++
+			}
+			if err := checkTensor(s, l, !inGroup); err != nil {
 				return nil, err
 			}
+		case inGroup && firstAbsent < 0:
+			firstAbsent = i - len(optional)
 		}
 	}
-	present := 0
-	for _, s := range group {
-		known[s.Name] = true
-		if l, ok := all[s.Name]; ok {
-			present++
-			if err := check(s, l, false); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if present > 0 && present < len(group) {
-		for _, s := range group {
-			if _, ok := all[s.Name]; !ok {
-				return nil, &TensorError{File: file0, Tensor: s.Name, Err: ErrMissing,
-					Want: fmt.Sprintf("%v (the VAE encoder must be complete or absent)", s.Shape)}
-			}
-		}
+	if present > 0 && firstAbsent >= 0 {
+		s := group[firstAbsent]
+		return nil, &TensorError{File: file0, Tensor: s.Name, Err: ErrMissing,
+			Want: fmt.Sprintf("%v (the VAE encoder must be complete or absent)", s.Shape)}
 	}
 	var extra []string
 	for n := range all {
@@ -294,5 +305,5 @@ func openComponent(dir, name, base string, spec, optional, group []TensorSpec) (
 		return nil, &TensorError{File: all[extra[0]].file, Tensor: extra[0], Err: ErrUnexpected,
 			Got: fmt.Sprintf("%d tensor(s) not in the %s spec", len(extra), name)}
 	}
-	return c, nil
+	return out, nil
 }

@@ -112,12 +112,17 @@ func isOff(raw json.RawMessage) bool {
 	return s == "" || s == "null" || s == "false"
 }
 
+// validate checks that the config describes a UNet we implement, with sane sizes.
 func (c *UNetConfig) validate() error {
-	n := len(c.BlockOutChannels)
-	if n == 0 || len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
-		return fmt.Errorf("%w: block_out_channels (%d), down_block_types (%d) and up_block_types (%d) must have the same non-zero length",
-			ErrConfig, n, len(c.DownBlockTypes), len(c.UpBlockTypes))
+	if err := c.validateFeatures(); err != nil {
+		return err
 	}
+	_, err := c.Layout() // validateSizes + per-block consistency
+	return err
+}
+
+// validateFeatures refuses diffusers features the inference core does not implement.
+func (c *UNetConfig) validateFeatures() error {
 	off := map[string]json.RawMessage{
 		"only_cross_attention": c.OnlyCrossAttention, "mid_block_only_cross_attention": c.MidBlockOnlyCrossAttention,
 		"class_embed_type": c.ClassEmbedType, "num_class_embeds": c.NumClassEmbeds, "encoder_hid_dim": c.EncoderHidDim,
@@ -145,14 +150,27 @@ func (c *UNetConfig) validate() error {
 		return fmt.Errorf("%w: resnet_time_scale_shift %q", ErrUnsupported, c.ResnetTimeScaleShift)
 	case c.AttentionType != "default":
 		return fmt.Errorf("%w: attention_type %q", ErrUnsupported, c.AttentionType)
-	case c.InChannels <= 0 || c.OutChannels <= 0 || c.NormNumGroups <= 0 || !(c.NormEps > 0):
-		return fmt.Errorf("%w: in/out channels, norm_num_groups and norm_eps must be positive", ErrConfig)
-	case c.ConvInKernel <= 0 || c.ConvInKernel%2 == 0 || c.ConvOutKernel <= 0 || c.ConvOutKernel%2 == 0:
-		return fmt.Errorf("%w: conv_in_kernel / conv_out_kernel must be odd and positive", ErrConfig)
-	case c.AdditionEmbedType == "text_time" && (c.AdditionTimeEmbedDim <= 0 || c.AdditionTimeEmbedDim%2 != 0 || c.ProjectionClassEmbeddingsInputDim <= 0):
-		return fmt.Errorf("%w: text_time needs an even addition_time_embed_dim and projection_class_embeddings_input_dim", ErrConfig)
-	case c.BlockOutChannels[0]%2 != 0:
-		return fmt.Errorf("%w: block_out_channels[0] must be even (sinusoidal embedding)", ErrConfig)
+	}
+	for i, t := range c.DownBlockTypes {
+		if t != "DownBlock2D" && t != "CrossAttnDownBlock2D" {
+			return fmt.Errorf("%w: down_block_types[%d] = %q", ErrUnsupported, i, t)
+		}
+	}
+	for i, t := range c.UpBlockTypes {
+		if t != "UpBlock2D" && t != "CrossAttnUpBlock2D" {
+			return fmt.Errorf("%w: up_block_types[%d] = %q", ErrUnsupported, i, t)
+		}
+	}
+	return nil
+}
+
+// validateSizes checks every number against the limits and the structural
+// rules (group and even-width constraints).
+func (c *UNetConfig) validateSizes() error {
+	n := len(c.BlockOutChannels)
+	if n == 0 || len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
+		return fmt.Errorf("%w: block_out_channels (%d), down_block_types (%d) and up_block_types (%d) must have the same non-zero length",
+			ErrConfig, n, len(c.DownBlockTypes), len(c.UpBlockTypes))
 	}
 	ranges := []bound{
 		{"number of blocks", n, 1, maxBlocks}, {"in_channels", c.InChannels, 1, maxChannels},
@@ -182,23 +200,22 @@ func (c *UNetConfig) validate() error {
 			return err
 		}
 	}
-	for i, t := range c.DownBlockTypes {
-		if t != "DownBlock2D" && t != "CrossAttnDownBlock2D" {
-			return fmt.Errorf("%w: down_block_types[%d] = %q", ErrUnsupported, i, t)
-		}
-	}
-	for i, t := range c.UpBlockTypes {
-		if t != "UpBlock2D" && t != "CrossAttnUpBlock2D" {
-			return fmt.Errorf("%w: up_block_types[%d] = %q", ErrUnsupported, i, t)
-		}
+	switch {
+	case !(c.NormEps > 0):
+		return fmt.Errorf("%w: norm_eps must be positive", ErrConfig)
+	case c.ConvInKernel%2 == 0 || c.ConvOutKernel%2 == 0:
+		return fmt.Errorf("%w: conv_in_kernel / conv_out_kernel must be odd", ErrConfig)
+	case c.AdditionEmbedType == "text_time" && (c.AdditionTimeEmbedDim <= 0 || c.AdditionTimeEmbedDim%2 != 0 || c.ProjectionClassEmbeddingsInputDim <= 0):
+		return fmt.Errorf("%w: text_time needs an even addition_time_embed_dim and projection_class_embeddings_input_dim", ErrConfig)
+	case c.BlockOutChannels[0]%2 != 0:
+		return fmt.Errorf("%w: block_out_channels[0] must be even (sinusoidal embedding)", ErrConfig)
 	}
 	for _, ch := range c.BlockOutChannels {
-		if ch <= 0 || ch%c.NormNumGroups != 0 {
-			return fmt.Errorf("%w: block_out_channels %v must be positive multiples of norm_num_groups %d", ErrConfig, c.BlockOutChannels, c.NormNumGroups)
+		if ch%c.NormNumGroups != 0 {
+			return fmt.Errorf("%w: block_out_channels %v must be multiples of norm_num_groups %d", ErrConfig, c.BlockOutChannels, c.NormNumGroups)
 		}
 	}
-	_, err := c.Layout()
-	return err
+	return nil
 }
 
 // CrossAttentionDimMax is the text-embedding width the UNet expects (the
@@ -211,96 +228,99 @@ func (c *UNetConfig) CrossAttentionDimMax() int {
 	return m
 }
 
-// Layout derives the block structure exactly as diffusers 0.26's
-// UNet2DConditionModel.__init__ does.
-func (c *UNetConfig) Layout() (*UNetLayout, error) {
+// perBlock holds the per-block values of the list-or-int config keys.
+type perBlock struct{ heads, layers, tlayers, cross []int }
+
+func (c *UNetConfig) perBlock() (perBlock, error) {
 	n := len(c.BlockOutChannels)
-	if n == 0 || len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
-		return nil, fmt.Errorf("%w: block counts differ", ErrConfig)
-	}
-	heads := c.NumAttentionHeads // diffusers: num_attention_heads or attention_head_dim
-	key := "num_attention_heads"
+	heads, key := c.NumAttentionHeads, "num_attention_heads" // diffusers: num_attention_heads or attention_head_dim
 	if len(heads) == 0 {
 		heads, key = c.AttentionHeadDim, "attention_head_dim"
 	}
-	headsPB, err := heads.expand(key, n)
-	if err != nil {
-		return nil, err
-	}
-	layersPB, err := c.LayersPerBlock.expand("layers_per_block", n)
-	if err != nil {
-		return nil, err
-	}
-	tlayersPB, err := c.TransformerLayersPerBlock.expand("transformer_layers_per_block", n)
-	if err != nil {
-		return nil, err
-	}
-	crossPB, err := c.CrossAttentionDim.expand("cross_attention_dim", n)
-	if err != nil {
-		return nil, err
+	var p perBlock
+	var err error
+	for _, x := range []struct {
+		dst  *[]int
+		l    IntList
+		name string
+	}{{&p.heads, heads, key}, {&p.layers, c.LayersPerBlock, "layers_per_block"},
+		{&p.tlayers, c.TransformerLayersPerBlock, "transformer_layers_per_block"}, {&p.cross, c.CrossAttentionDim, "cross_attention_dim"}} {
+		if *x.dst, err = x.l.expand(x.name, n); err != nil {
+			return p, err
+		}
 	}
 	for i := 0; i < n; i++ {
-		if headsPB[i] <= 0 || layersPB[i] <= 0 || tlayersPB[i] <= 0 || crossPB[i] <= 0 {
-			return nil, fmt.Errorf("%w: heads, layers and cross_attention_dim must be positive (block %d)", ErrConfig, i)
-		}
-		if c.BlockOutChannels[i]%headsPB[i] != 0 {
-			return nil, fmt.Errorf("%w: block %d: %d channels not divisible by %d heads", ErrConfig, i, c.BlockOutChannels[i], headsPB[i])
+		if c.BlockOutChannels[i]%p.heads[i] != 0 {
+			return p, fmt.Errorf("%w: block %d: %d channels not divisible by %d heads", ErrConfig, i, c.BlockOutChannels[i], p.heads[i])
 		}
 	}
+	return p, nil
+}
+
+// reversed returns v in reverse order (diffusers' up blocks use reversed lists).
+func reversed(v []int) []int {
+	r := make([]int, len(v))
+	for i := range v {
+		r[i] = v[len(v)-1-i]
+	}
+	return r
+}
+
+// Layout derives the block structure exactly as diffusers 0.26's
+// UNet2DConditionModel.__init__ does. It checks the sizes first, so it is
+// safe on any config.
+func (c *UNetConfig) Layout() (*UNetLayout, error) {
+	if err := c.validateSizes(); err != nil {
+		return nil, err
+	}
+	p, err := c.perBlock()
+	if err != nil {
+		return nil, err
+	}
+	n := len(c.BlockOutChannels)
 	l := &UNetLayout{TimeEmbedDim: c.TimeEmbeddingDim}
 	if l.TimeEmbedDim <= 0 {
 		l.TimeEmbedDim = 4 * c.BlockOutChannels[0]
 	}
-	attnBlock := func(b *UNetBlock, i, nAttn int) {
-		b.Attentions, b.Heads, b.HeadDim = nAttn, headsPB[i], b.Out/headsPB[i]
-		b.TransformerLayers, b.CrossAttentionDim = tlayersPB[i], crossPB[i]
+	attn := func(b *UNetBlock, nAttn, heads, tlayers, cross int) {
+		b.Attentions, b.Heads, b.HeadDim, b.TransformerLayers, b.CrossAttentionDim = nAttn, heads, b.Out/heads, tlayers, cross
 	}
 	out := c.BlockOutChannels[0]
 	for i, t := range c.DownBlockTypes {
 		in := out
 		out = c.BlockOutChannels[i]
 		b := UNetBlock{Type: t, Out: out, Downsample: i < n-1}
-		for j := 0; j < layersPB[i]; j++ {
+		for j := 0; j < p.layers[i]; j++ {
 			b.Resnets = append(b.Resnets, UNetResnet{In: in, Out: out})
 			in = out
 		}
 		if t == "CrossAttnDownBlock2D" {
-			attnBlock(&b, i, layersPB[i])
+			attn(&b, p.layers[i], p.heads[i], p.tlayers[i], p.cross[i])
 		}
 		l.Down = append(l.Down, b)
 	}
 	last := c.BlockOutChannels[n-1]
 	l.Mid = UNetBlock{Type: c.MidBlockType, Out: last, Resnets: []UNetResnet{{last, last}, {last, last}}}
-	attnBlock(&l.Mid, n-1, 1)
-	rev := func(v []int) []int {
-		r := make([]int, len(v))
-		for i := range v {
-			r[i] = v[len(v)-1-i]
-		}
-		return r
-	}
-	rch, rheads, rlayers, rtl, rcross := rev(c.BlockOutChannels), rev(headsPB), rev(layersPB), rev(tlayersPB), rev(crossPB)
+	attn(&l.Mid, 1, p.heads[n-1], p.tlayers[n-1], p.cross[n-1])
+	rch, rheads, rlayers, rtl, rcross := reversed(c.BlockOutChannels), reversed(p.heads), reversed(p.layers), reversed(p.tlayers), reversed(p.cross)
 	out = rch[0]
 	for i, t := range c.UpBlockTypes {
-		prev := out
+		prev, in := out, rch[min(i+1, n-1)]
 		out = rch[i]
-		in := rch[min(i+1, n-1)]
 		nl := rlayers[i] + 1
 		b := UNetBlock{Type: t, Out: out, Upsample: i < n-1}
 		for j := 0; j < nl; j++ {
-			skip := out
-			if j == nl-1 {
-				skip = in
-			}
-			resIn := out
+			resIn, skip := out, out
 			if j == 0 {
 				resIn = prev
+			}
+			if j == nl-1 {
+				skip = in
 			}
 			b.Resnets = append(b.Resnets, UNetResnet{In: resIn + skip, Out: out})
 		}
 		if t == "CrossAttnUpBlock2D" {
-			b.Attentions, b.Heads, b.HeadDim = nl, rheads[i], out/rheads[i]
-			b.TransformerLayers, b.CrossAttentionDim = rtl[i], rcross[i]
+			attn(&b, nl, rheads[i], rtl[i], rcross[i])
 		}
 		l.Up = append(l.Up, b)
 	}

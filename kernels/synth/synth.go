@@ -215,37 +215,8 @@ func Write(ctx context.Context, dir string, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("synth: preset %s: %w", opts.Preset, err)
 	}
-	files := plan(cfg)
-	var total, done int64
-	for _, f := range files {
-		total += model.CountParams(f.specs) * opts.DType.Size()
-	}
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("synth: %w", err)
-		}
-		ws := make([]safetensors.WriteTensor, len(f.specs))
-		for i, s := range f.specs {
-			ws[i] = safetensors.WriteTensor{Name: s.Name, DType: opts.DType, Shape: s.Shape,
-				Fill: filler(ctx, opts.Seed, s, opts.DType)}
-		}
-		// Report after each tensor: wrap Fill.
-		for i := range ws {
-			fill, name, size, rel := ws[i].Fill, ws[i].Name, ws[i].ByteSize(), f.rel
-			ws[i].Fill = func(w io.Writer) error {
-				if err := fill(w); err != nil {
-					return err
-				}
-				done += size
-				if opts.Progress != nil {
-					opts.Progress(Progress{File: rel, Tensor: name, DoneBytes: done, TotalBytes: total})
-				}
-				return nil
-			}
-		}
-		if err := safetensors.WriteFile(filepath.Join(tmp, filepath.FromSlash(f.rel)), ws, map[string]string{"format": "pt"}); err != nil {
-			return fmt.Errorf("synth: %w", err)
-		}
+	if err := writeWeights(ctx, tmp, plan(cfg), opts); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("synth: %w", err)
@@ -256,6 +227,38 @@ func Write(ctx context.Context, dir string, opts Options) (err error) {
 	if d, err := os.Open(parent); err == nil {
 		d.Sync()
 		d.Close()
+	}
+	return nil
+}
+
+// writeWeights writes every planned safetensors file, reporting progress
+// after each tensor.
+func writeWeights(ctx context.Context, dir string, files []weightFile, opts Options) error {
+	var total, done int64
+	for _, f := range files {
+		total += model.CountParams(f.specs) * opts.DType.Size()
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("synth: %w", err)
+		}
+		ws := make([]safetensors.WriteTensor, len(f.specs))
+		for i, s := range f.specs {
+			fill, size, rel := filler(ctx, opts.Seed, s, opts.DType), s.NumElements()*opts.DType.Size(), f.rel
+			ws[i] = safetensors.WriteTensor{Name: s.Name, DType: opts.DType, Shape: s.Shape, Fill: func(w io.Writer) error {
+				if err := fill(w); err != nil {
+					return err
+				}
+				done += size
+				if opts.Progress != nil {
+					opts.Progress(Progress{File: rel, Tensor: s.Name, DoneBytes: done, TotalBytes: total})
+				}
+				return nil
+			}}
+		}
+		if err := safetensors.WriteFile(filepath.Join(dir, filepath.FromSlash(f.rel)), ws, map[string]string{"format": "pt"}); err != nil {
+			return fmt.Errorf("synth: %w", err)
+		}
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -171,14 +172,23 @@ func (t *Tokenizer) loadSpecials(dir string) error {
 		t.maxLen = int(n)
 	}
 	for idStr, tok := range cfg.AddedTokens {
-		var id int64
-		if _, err := fmt.Sscan(idStr, &id); err != nil || id < 0 || tok.Content == "" {
+		id, err := strconv.ParseInt(idStr, 10, 64)
+		if err != nil || id < 0 || tok.Content == "" {
 			return fmt.Errorf("tokenizer: %s: %w: added token %q", dir, ErrInvalid, idStr)
 		}
 		t.added[tok.Content] = id
 	}
-	// Special tokens not yet added get their vocabulary id, or a new id at
-	// the end (as transformers appends unknown special tokens).
+	if err := t.assignSpecials(names); err != nil {
+		return fmt.Errorf("tokenizer: %s: %w", dir, err)
+	}
+	return nil
+}
+
+// assignSpecials gives the bos/eos/unk/pad tokens their ids: an added
+// token's id, else the vocabulary's, else a new id after the largest (as
+// transformers appends unknown special tokens). All added tokens become the
+// no-split specials, longest first.
+func (t *Tokenizer) assignSpecials(names map[string]string) error {
 	next := int64(0)
 	for _, id := range t.vocab {
 		next = max(next, id+1)
@@ -189,7 +199,7 @@ func (t *Tokenizer) loadSpecials(dir string) error {
 	for _, k := range []string{"bos", "eos", "unk", "pad"} {
 		tok := names[k]
 		if tok == "" {
-			return fmt.Errorf("tokenizer: %s: %w: empty %s_token", dir, ErrInvalid, k)
+			return fmt.Errorf("%w: empty %s_token", ErrInvalid, k)
 		}
 		if _, ok := t.added[tok]; ok {
 			continue
