@@ -22,6 +22,7 @@ struct attn_job {
     tdxl_isa_ctx *ctx;
     int64_t qblocks;
     float *kt;  // writable view of a.kt
+    int64_t bk;
 };
 
 void transpose_task(void *arg, int64_t bh, int) {
@@ -30,10 +31,13 @@ void transpose_task(void *arg, int64_t bh, int) {
     const int64_t bi = bh / a.heads, h = bh % a.heads;
     const float *kb = a.k + bi * a.tk * a.ldk + h * a.d;
     float *dst = j->kt + bh * a.d * a.tk_pad;
-    // blocks of 16 keys keep both sides reasonably cache-friendly
+    // Layout [key block of bk][d][bk]: each block's K^T is contiguous. Blocks of 16 keys at a time keep
+    // both sides reasonably cache-friendly.
+    const int64_t bk = j->bk;
     for (int64_t j0 = 0; j0 < a.tk_pad; j0 += 16) {
+        float *blk = dst + (j0 / bk) * a.d * bk + j0 % bk;
         for (int64_t dd = 0; dd < a.d; dd++) {
-            float *drow = dst + dd * a.tk_pad + j0;
+            float *drow = blk + dd * bk;
             for (int64_t t = 0; t < 16; t++) {
                 const int64_t key = j0 + t;
                 drow[t] = key < a.tk ? kb[key * a.ldk + dd] : 0.0f;
@@ -80,6 +84,7 @@ extern "C" int tdxl_isa_attention(tdxl_isa_ctx *ctx, int64_t b, int64_t tq, int6
     const int64_t bk = j.ops->attn_bk > 0 ? j.ops->attn_bk : 64;
     a.bq = j.ops->attn_bq > 0 ? j.ops->attn_bq : 16;
     a.tk_pad = (tk + bk - 1) / bk * bk;
+    j.bk = bk;
     const int64_t bq_pad = a.bq + 16, d_pad = (d + 15) / 16 * 16;
     const size_t scratch = sizeof(float) * static_cast<size_t>(bq_pad * d_pad + bq_pad * bk + 4 * bq_pad + tk + 64);
     int rc = tdxl_ctx_reserve(ctx, scratch);

@@ -170,15 +170,16 @@ void epilogue(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64
 // ---- attention: one (batch*head, block of bq query rows), keys in blocks of kBK ----
 const int kBQ = 48, kBK = 64, kAMR = 6;
 
-// S[r][0..64) = q_r . K^T[:, j0..j0+64) for kAMR rows (row pointers q[r], stride 1 over d).
-void attn_scores(const float *const *q, const float *kt, int64_t tk_pad, int64_t d, float *s) {
+// S[r][0..64) = q_r . K^T[:, j0..j0+64) for kAMR rows (row pointers q[r], stride 1 over d); kt is the
+// block's K^T [d][ldk].
+void attn_scores(const float *const *q, const float *kt, int64_t ldk, int64_t d, float *s) {
     __m512 acc[kAMR][4];
     #pragma GCC unroll 16
     for (int r = 0; r < kAMR; r++)
         #pragma GCC unroll 16
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
     for (int64_t dd = 0; dd < d; dd++) {
-        const float *kr = kt + dd * tk_pad;
+        const float *kr = kt + dd * ldk;
         const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
         const __m512 k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
         #pragma GCC unroll 16
@@ -265,7 +266,7 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
                 if (qi >= q1) qi = q1 - 1;
                 qrows[r] = qb + qi * a->ldq;
             }
-            attn_scores(qrows, kt + j0, a->tk_pad, d, sblk + r0 * kBK);
+            attn_scores(qrows, kt + j0 * d, kBK, d, sblk + r0 * kBK);
         }
         // online softmax per row
         for (int64_t r = 0; r < nrows_pad; r++) {

@@ -231,9 +231,11 @@ int run_gemm(gemm_job &g) {
     const tdxl_gemm_kernel *kern = g.kern;
     const int threads = tdxl_isa_ctx_threads(g.ctx);
     const int64_t npad = round_up(g.w->n, kern->nr);
-    // Start from MC ~ 96 rows and NC <= 512 columns, then shrink until there are enough tiles to balance.
-    int64_t mc = round_up(std::min<int64_t>(g.m, std::max<int64_t>(96, kern->mr)), kern->mr);
-    int64_t nb = ceil_div(npad, 512);
+    // Start from MC ~ 96 rows and NC <= 512 columns (bf16-A kernels: MC ~ 48 and NC <= 1536, so that each
+    // bf16 conversion of an A chunk serves more panels), then shrink until there are enough tiles.
+    const int64_t mc0 = kern->a_bf16 ? 48 : 96, nc_max = kern->a_bf16 ? 1536 : 512;
+    int64_t mc = round_up(std::min<int64_t>(g.m, std::max<int64_t>(mc0, kern->mr)), kern->mr);
+    int64_t nb = ceil_div(npad, nc_max);
     int64_t nc = round_up(ceil_div(npad, nb), kern->nr);
     for (;;) {
         const int64_t tiles = ceil_div(g.m, mc) * ceil_div(g.w->n, nc);

@@ -65,7 +65,7 @@ typedef struct tdxl_attn_args {
     float *o;
     float scale;
     int causal;
-    const float *kt; /* K transposed per (batch, head): [b][heads][d][tk_pad], or NULL if unused */
+    const float *kt; /* K transposed per (batch, head) and key block: [b][heads][tk_pad/bk][d][bk], or NULL */
     int64_t tk_pad;
     int64_t bq;      /* query rows per task */
 } tdxl_attn_args;
