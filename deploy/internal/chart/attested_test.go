@@ -236,6 +236,15 @@ attestation: {enabled: true, tee: none}`)
 	be := container(t, pod, "backend")
 	assert.True(t, hasArg(be, "--grace=110s"), "backend args %v", be.Args)
 	assert.Equal(t, intstr.FromInt32(2), *objs.PDB.Spec.MinAvailable)
+
+	// The sleep action is Kubernetes >= 1.30: older clusters get a clear error, not a dropped field.
+	_, _, err := RenderFor(ch, map[string]any{"preStopSleepSeconds": 5}, "v1.29.4")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "preStopSleepSeconds needs Kubernetes >= 1.30")
+	_, _, err = RenderFor(ch, map[string]any{"preStopSleepSeconds": 5}, "v1.30.0")
+	require.NoError(t, err)
+	_, _, err = RenderFor(ch, nil, "v1.25.0")
+	require.NoError(t, err, "without a preStop pause the chart renders for 1.25")
 	assert.Nil(t, objs.PDB.Spec.MaxUnavailable, "minAvailable replaces maxUnavailable")
 	assert.True(t, strings.Contains(objs.Notes, "WARNING: attestation.tee=none"), "tee=none warns in NOTES")
 }

@@ -45,6 +45,11 @@ func loadChart(t *testing.T) (*chart.Chart, paths) {
 	return ch, p
 }
 
+// testKubeVersion is the cluster version the tests render for. (Helm's SDK default is v1.20.0, which
+// is also what `helm template` assumes when helm was built by `go install`; the rendered examples and
+// the lint tests use that default.)
+const testKubeVersion = "v1.33.0"
+
 // render renders with values files (relative to nothing: full paths) then inline YAML overrides, and
 // decodes strictly.
 func render(t *testing.T, ch *chart.Chart, files []string, inline string) (*Objects, []Doc) {
@@ -56,7 +61,7 @@ func render(t *testing.T, ch *chart.Chart, files []string, inline string) (*Obje
 		require.NoError(t, yaml.Unmarshal([]byte(inline), &over))
 		vals = coalesce(over, vals)
 	}
-	docs, notes, err := Render(ch, vals)
+	docs, notes, err := RenderFor(ch, vals, testKubeVersion)
 	require.NoError(t, err)
 	objs, err := Decode(docs)
 	require.NoError(t, err)

@@ -77,11 +77,24 @@ func ReadValuesFiles(paths ...string) (map[string]any, error) {
 // chart's defaults), validating them against values.schema.json when the chart has one. It returns the
 // non-empty documents sorted by source, the NOTES.txt text apart.
 func Render(ch *chart.Chart, vals map[string]any) (docs []Doc, notes string, err error) {
+	return RenderFor(ch, vals, "")
+}
+
+// RenderFor is Render for a cluster of the given Kubernetes version ("v1.29.0"; "": Helm's default).
+func RenderFor(ch *chart.Chart, vals map[string]any, kubeVersion string) (docs []Doc, notes string, err error) {
 	if vals == nil {
 		vals = map[string]any{}
 	}
+	caps := chartutil.DefaultCapabilities.Copy()
+	if kubeVersion != "" {
+		kv, err := chartutil.ParseKubeVersion(kubeVersion)
+		if err != nil {
+			return nil, "", fmt.Errorf("kube version: %w", err)
+		}
+		caps.KubeVersion = *kv
+	}
 	opts := chartutil.ReleaseOptions{Name: ReleaseName, Namespace: Namespace, Revision: 1, IsInstall: true}
-	rv, err := chartutil.ToRenderValues(ch, vals, opts, chartutil.DefaultCapabilities.Copy())
+	rv, err := chartutil.ToRenderValues(ch, vals, opts, caps)
 	if err != nil {
 		return nil, "", fmt.Errorf("preparing values: %w", err)
 	}

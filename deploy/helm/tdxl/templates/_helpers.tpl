@@ -61,6 +61,9 @@ gateway never needs to bind a privileged port. */}}
 {{- if or (lt $p 0) (ge $p $t) -}}
 {{- fail (printf "preStopSleepSeconds (%d) must be >= 0 and below terminationGracePeriodSeconds (%d)" $p $t) -}}
 {{- end -}}
+{{- if and (gt $p 0) (not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version)) -}}
+{{- fail (printf "preStopSleepSeconds needs Kubernetes >= 1.30 (the preStop sleep action); this cluster is %s (helm template: pass --kube-version)" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
 {{- sub $t $p -}}
 {{- end -}}
 
