@@ -52,8 +52,11 @@ struct Packed {
   int64_t N = 0, K = 0;           // output features, reduction length (= kh*kw*cin for conv)
   int kh = 1, kw = 1, cin = 0;    // conv geometry (kh=kw=1 for linear; cin = K for linear)
   std::vector<float> bias;        // empty = no bias
-  float* data = nullptr;          // owned, 64-byte aligned
+  float* data = nullptr;          // owned, 64-byte aligned (reference layout)
   size_t data_len = 0;            // floats
+  // A fast variant's own packed form (e.g. a tdxl_isa_weight*), freed with ext_free.
+  void* ext = nullptr;
+  void (*ext_free)(void*) = nullptr;
   Packed() = default;
   ~Packed();
   Packed(const Packed&) = delete;

@@ -82,33 +82,40 @@ func (p *Pipeline) tokenize(req *Request) (ids1, ids2 []int64, err error) {
 	return ids1, ids2, nil
 }
 
-func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
-	start := time.Now()
-	if err := p.validate(&req); err != nil {
-		return nil, err
-	}
-	m := p.m
-	B, T := req.Batch, m.textLen
-	lh, lw := req.Height/m.vaeScale, req.Width/m.vaeScale
-	var tm Timings
+// conditioning is what every UNet call of one Generate shares.
+type conditioning struct {
+	embeds, pooled, timeIDs []float32
+}
 
-	t0 := time.Now()
-	ids1, ids2, err := p.tokenize(&req)
+func (p *Pipeline) encode(req *Request) (*conditioning, error) {
+	m := p.m
+	ids1, ids2, err := p.tokenize(req)
 	if err != nil {
 		return nil, err
 	}
-	embeds := make([]float32, B*T*m.crossDim)
-	pooled := make([]float32, B*m.pooledDim)
-	if err := p.h.encodePrompt(ids1, ids2, B, T, embeds, pooled); err != nil {
+	c := &conditioning{
+		embeds: make([]float32, req.Batch*m.textLen*m.crossDim),
+		pooled: make([]float32, req.Batch*m.pooledDim),
+	}
+	if err := p.h.encodePrompt(ids1, ids2, req.Batch, m.textLen, c.embeds, c.pooled); err != nil {
 		return nil, fmt.Errorf("text encoders: %w", err)
 	}
-	tm.TextEncoders = time.Since(t0)
+	for b := 0; b < req.Batch; b++ { // [orig_h, orig_w, crop_top, crop_left, target_h, target_w]
+		h, w := float32(req.Height), float32(req.Width)
+		c.timeIDs = append(c.timeIDs, h, w, 0, 0, h, w)
+	}
+	return c, nil
+}
 
+// denoise runs the Euler-ancestral loop and returns the final latents.
+func (p *Pipeline) denoise(ctx context.Context, req *Request, c *conditioning, tm *Timings) ([]float32, error) {
+	m := p.m
+	lh, lw := req.Height/m.vaeScale, req.Width/m.vaeScale
 	ts, sigmas, initSigma, _, _, err := schedTablesGo(&m.sched, req.Steps)
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	n := B * m.latentChannels * lh * lw
+	n := req.Batch * m.latentChannels * lh * lw
 	latents := req.InitLatents
 	if latents == nil {
 		latents = NormalNoise(req.Seed, 0, n)
@@ -117,54 +124,73 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	for i, v := range latents {
 		x[i] = v * initSigma
 	}
-	timeIDs := make([]float32, 0, 6*B)
-	for b := 0; b < B; b++ {
-		h, w := float32(req.Height), float32(req.Width)
-		timeIDs = append(timeIDs, h, w, 0, 0, h, w)
-	}
 	for i := 0; i < req.Steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ts0 := time.Now()
+		t0 := time.Now()
 		var noise []float32
 		if req.StepNoise != nil {
 			noise = req.StepNoise[i]
 		} else {
 			noise = NormalNoise(req.Seed, uint32(i+1), n)
 		}
-		if err := p.h.denoiseStep(x, B, lh, lw, ts[i], sigmas[i], sigmas[i+1], noise, embeds, T, pooled, timeIDs,
-			m.sched.Predict, nil, nil); err != nil {
+		if err := p.h.denoiseStep(x, req.Batch, lh, lw, ts[i], sigmas[i], sigmas[i+1], noise, c.embeds, m.textLen,
+			c.pooled, c.timeIDs, m.sched.Predict, nil, nil); err != nil {
 			return nil, fmt.Errorf("step %d: %w", i, err)
 		}
-		tm.UNetSteps = append(tm.UNetSteps, time.Since(ts0))
+		tm.UNetSteps = append(tm.UNetSteps, time.Since(t0))
 		if req.Progress != nil {
 			req.Progress(i+1, req.Steps)
 		}
 	}
+	return x, nil
+}
+
+// decode runs the VAE and converts to 8-bit RGBA images.
+func (p *Pipeline) decode(req *Request, x []float32) ([]*image.RGBA, error) {
+	B, H, W := req.Batch, req.Height, req.Width
+	decoded := make([]float32, B*3*H*W)
+	if err := p.h.vaeDecode(x, B, H/p.m.vaeScale, W/p.m.vaeScale, nil, decoded); err != nil {
+		return nil, fmt.Errorf("vae: %w", err)
+	}
+	rgba := make([]byte, B*H*W*4)
+	postprocess(decoded, B, H, W, nil, rgba)
+	per := H * W * 4
+	images := make([]*image.RGBA, B)
+	for b := range images {
+		images[b] = &image.RGBA{Pix: rgba[b*per : (b+1)*per : (b+1)*per], Stride: 4 * W, Rect: image.Rect(0, 0, W, H)}
+	}
+	return images, nil
+}
+
+func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	if err := p.validate(&req); err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	tm := &res.Timings
+	t0 := time.Now()
+	cond, err := p.encode(&req)
+	if err != nil {
+		return nil, err
+	}
+	tm.TextEncoders = time.Since(t0)
+	x, err := p.denoise(ctx, &req, cond, tm)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	tv := time.Now()
-	decoded := make([]float32, B*3*req.Height*req.Width)
-	if err := p.h.vaeDecode(x, B, lh, lw, nil, decoded); err != nil {
-		return nil, fmt.Errorf("vae: %w", err)
+	t0 = time.Now()
+	if res.Images, err = p.decode(&req, x); err != nil {
+		return nil, err
 	}
-	rgba := make([]byte, B*req.Height*req.Width*4)
-	postprocess(decoded, B, req.Height, req.Width, nil, rgba)
-	tm.VAE = time.Since(tv)
-	res := &Result{}
-	per := req.Height * req.Width * 4
-	for b := 0; b < B; b++ {
-		res.Images = append(res.Images, &image.RGBA{
-			Pix:    rgba[b*per : (b+1)*per : (b+1)*per],
-			Stride: 4 * req.Width,
-			Rect:   image.Rect(0, 0, req.Width, req.Height),
-		})
-	}
+	tm.VAE = time.Since(t0)
 	tm.Total = time.Since(start)
-	res.Timings = tm
-	p.log.Debug("generated", "batch", B, "width", req.Width, "height", req.Height, "steps", req.Steps,
+	p.log.Debug("generated", "batch", req.Batch, "width", req.Width, "height", req.Height, "steps", req.Steps,
 		"total", tm.Total)
 	return res, nil
 }

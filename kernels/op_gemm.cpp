@@ -239,7 +239,10 @@ void ref_pack(Packed* p, const float* w, int64_t N, int cin, int kh, int kw, con
 
 }  // namespace
 
-Packed::~Packed() { std::free(data); }
+Packed::~Packed() {
+  std::free(data);
+  if (ext && ext_free) ext_free(ext);
+}
 
 void ref_linear(Pool& pool, const Packed& w, const float* x, int64_t ldx, float* y, int64_t ldy,
                 int64_t M, const float* residual, int64_t ldr) {
