@@ -47,7 +47,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := Options{Preset: *preset, Seed: *seed, DType: safetensors.DType(strings.ToUpper(*dtype)), Tokenizer: *tok}
 	total, err := Size(opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "synth: error: %v\n", err)
+		fmt.Fprintln(stderr, errorLine(err))
 		return ExitUsage
 	}
 	start, last, lastFile := time.Now(), time.Time{}, ""
@@ -62,11 +62,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "synth: writing preset %s (seed %d, %s weights) to %s\n", opts.Preset, opts.Seed, human(total), *out)
 	if err := Write(ctx, *out, opts); err != nil {
-		fmt.Fprintf(stderr, "synth: error: %v\n", err)
+		fmt.Fprintln(stderr, errorLine(err))
 		return ExitError
 	}
 	fmt.Fprintf(stdout, "synth: wrote %s (%s, %s)\n", *out, human(total), time.Since(start).Round(time.Millisecond))
 	return ExitOK
+}
+
+// errorLine is the one readable line Main prints for err.
+func errorLine(err error) string {
+	return "synth: error: " + strings.TrimPrefix(err.Error(), "synth: ")
 }
 
 func human(n int64) string {

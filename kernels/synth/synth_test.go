@@ -247,8 +247,10 @@ func TestMainCLI(t *testing.T) {
 			t.Errorf("%s differs between two runs with the same seed", k)
 		}
 	}
-	if code := Main(context.Background(), []string{"--out", dir}, &out, &errb); code != ExitError {
-		t.Errorf("existing out: exit %d", code)
+	errb.Reset()
+	if code := Main(context.Background(), []string{"--out", dir}, &out, &errb); code != ExitError ||
+		!strings.HasSuffix(errb.String(), "synth: error: "+dir+": destination already exists\n") {
+		t.Errorf("existing out: exit %d, stderr %q", code, errb.String())
 	}
 }
 
