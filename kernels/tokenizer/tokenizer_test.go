@@ -267,3 +267,33 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+// TestSpecialTokenForms: special tokens may be strings or {"content": ...}
+// objects (both forms occur in the real sdxl-turbo files), and
+// special_tokens_map.json overrides tokenizer_config.json.
+func TestSpecialTokenForms(t *testing.T) {
+	var f specialFile
+	js := `{"bos_token": "<s>", "pad_token": {"content": "!", "normalized": false}, "added_tokens_decoder": {"0": {"content": "!"}}}`
+	if err := json.Unmarshal([]byte(js), &f); err != nil {
+		t.Fatal(err)
+	}
+	if *f.BOS != "<s>" || *f.PAD != "!" || f.EOS != nil || f.AddedTokens["0"].Content != "!" {
+		t.Fatalf("%+v", f)
+	}
+	if err := json.Unmarshal([]byte(`{"pad_token": {"nocontent": 1}}`), &f); err == nil {
+		t.Error("object without content accepted")
+	}
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "vocab.json"), []byte(`{"a</w>": 0, "!": 1, "<|startoftext|>": 2, "<|endoftext|>": 3}`), 0o644)
+	os.WriteFile(filepath.Join(d, "merges.txt"), []byte("#version: 0.2\n"), 0o644)
+	os.WriteFile(filepath.Join(d, "tokenizer_config.json"), []byte(`{"pad_token": "<|endoftext|>", "model_max_length": 5}`), 0o644)
+	os.WriteFile(filepath.Join(d, "special_tokens_map.json"), []byte(`{"pad_token": {"content": "!"}, "unk_token": "<unk>"}`), 0o644)
+	tok, err := Load(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pad "!" from special_tokens_map (id 1); "<unk>" is not in the vocabulary: new id 4.
+	if got := tok.Encode("a!b a"); !slices.Equal(got, []int64{2, 0, 1, 4, 3}) || tok.PadID() != 1 || tok.VocabSize() != 5 {
+		t.Errorf("Encode = %v, pad %d, vocab %d", got, tok.PadID(), tok.VocabSize())
+	}
+}
