@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DType is a tensor element type, spelled as in the safetensors spec.
@@ -137,6 +138,14 @@ func ParseHeader(hdr []byte, dataLen int64) (infos []Info, metadata map[string]s
 	}
 	if len(hdr) > MaxHeaderLen {
 		return nil, nil, &Error{Err: fmt.Errorf("%w: %d bytes", ErrHeaderTooLarge, len(hdr))}
+	}
+	// As the reference implementation: the header is UTF-8 text starting with '{'
+	// (trailing spaces, the writers' padding, are allowed).
+	if !utf8.Valid(hdr) {
+		return nil, nil, &Error{Err: fmt.Errorf("%w: header is not valid UTF-8", ErrBadHeader)}
+	}
+	if len(hdr) == 0 || hdr[0] != '{' {
+		return nil, nil, &Error{Err: fmt.Errorf("%w: header does not start with '{'", ErrBadHeader)}
 	}
 	entries, err := decodeObject(hdr, true)
 	if err != nil {

@@ -209,6 +209,8 @@ func TestOpenBadFiles(t *testing.T) {
 		{"end before begin", `{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}`, f32bytes(1, 2), ErrOffsets, "w"},
 		{"bad json", `{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}`, f32bytes(1, 2), ErrBadHeader, ""},
 		{"not an object", `[1,2]`, nil, ErrBadHeader, ""},
+		{"leading space", ` {}`, nil, ErrBadHeader, ""},
+		{"invalid utf-8", "{\"w\xff\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", []byte{1}, ErrBadHeader, ""},
 		{"trailing garbage", good + `x`, f32bytes(1, 2), ErrBadHeader, ""},
 		{"wrong dtype", `{"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}`, f32bytes(1, 2), ErrDType, "w"},
 		{"lowercase dtype", `{"w":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}}`, f32bytes(1, 2), ErrDType, "w"},
