@@ -95,12 +95,14 @@ const dispatch &get_dispatch() {
             if (c < best) best = c;
         }
         d.best = best;
+        // A level's getter is compiled for that level's ISA (its table may be built with, say, zmm moves),
+        // so it is called only when the CPU has the level; unsupported levels stay NULL.
         d.ops[TDXL_ISA_REF] = tdxl_isa_ops_ref();
-        d.ops[TDXL_ISA_AVX2] = tdxl_isa_ops_avx2();
-        d.ops[TDXL_ISA_AVX512] = tdxl_isa_ops_avx512();
-        d.ops[TDXL_ISA_AVX512BF16] = tdxl_isa_ops_avx512bf16();
-        d.ops[TDXL_ISA_AMX] = tdxl_isa_ops_amx();
         d.ops[TDXL_ISA_AMX_EMU] = tdxl_isa_ops_amx_emu();
+        if (d.features & TDXL_ISA_FEAT_AVX2) d.ops[TDXL_ISA_AVX2] = tdxl_isa_ops_avx2();
+        if (d.features & TDXL_ISA_FEAT_AVX512) d.ops[TDXL_ISA_AVX512] = tdxl_isa_ops_avx512();
+        if (d.features & TDXL_ISA_FEAT_AVX512BF16) d.ops[TDXL_ISA_AVX512BF16] = tdxl_isa_ops_avx512bf16();
+        if (d.features & TDXL_ISA_FEAT_AMX) d.ops[TDXL_ISA_AMX] = tdxl_isa_ops_amx();
     });
     return d;
 }

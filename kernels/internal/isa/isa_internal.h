@@ -98,7 +98,8 @@ const tdxl_isa_ops *tdxl_isa_ops_avx512bf16(void);
 const tdxl_isa_ops *tdxl_isa_ops_amx(void);
 const tdxl_isa_ops *tdxl_isa_ops_amx_emu(void);
 
-/* The dispatch table: ops for a level (never NULL for a supported level); filled once. */
+/* The dispatch table: ops for a level (never NULL for a supported level, NULL for an unsupported one:
+ * a level's getter must never run on a CPU without that level); filled once. */
 const tdxl_isa_ops *tdxl_isa_ops_for(int level);
 
 /* Thread pool (pool.cpp). fn(arg, task, tid) for task in [0, ntasks); tid in [0, threads). */
