@@ -280,3 +280,66 @@ func TestLayerNorm(t *testing.T) {
 		}
 	}
 }
+
+// TestRandomShapes: many random sizes (around the register-tile and k-chunk edges) and strides, fp32 and
+// bf16-resident weights, linear and conv, on every level.
+func TestRandomShapes(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, l := range levels(t) {
+		ctx := newCtx(t, 2, l)
+		for it := 0; it < 12; it++ {
+			c := linCase{m: 1 + r.IntN(70), n: 1 + r.IntN(140), k: 1 + r.IntN(600), padX: r.IntN(4),
+				padY: r.IntN(4), bias: r.IntN(2) == 0, res: r.IntN(2) == 0, act: Act(r.IntN(3))}
+			fp32 := r.IntN(2) == 0
+			ldx, ldy := c.k+c.padX, c.n+c.padY
+			x := randSlice(r, c.m*ldx, 1)
+			wf := randSlice(r, c.n*c.k, 1/math.Sqrt(float64(c.k)))
+			var bias, res []float32
+			if c.bias {
+				bias = randSlice(r, c.n, 0.5)
+			}
+			if c.res {
+				res = randSlice(r, c.m*ldy, 1)
+			}
+			want := refLinear(x, ldx, wf, c, bias, res, ldy)
+			w, err := ctx.PackLinear(f32bytes(wf), F32, c.n, c.k, fp32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, c.m*ldy)
+			if err := ctx.Linear(w, c.m, x, ldx, y, ldy, bias, res, ldy, c.act); err != nil {
+				t.Fatal(err)
+			}
+			if e, tol := relL2(y, want, c.m, c.n, ldy), tolFor(w, fp32); !(e <= tol) {
+				t.Errorf("%v linear %+v fp32=%v: rel L2 %.3g > %.3g", l, c, fp32, e, tol)
+			}
+			w.Free()
+		}
+		for it := 0; it < 6; it++ {
+			k := []int{1, 3, 5}[r.IntN(3)]
+			c := convCase{b: 1 + r.IntN(2), h: k + r.IntN(9), w: k + r.IntN(9), cin: 1 + r.IntN(40),
+				cout: 1 + r.IntN(70), k: k, stride: 1 + r.IntN(2), pad: r.IntN(k/2 + 1), bias: r.IntN(2) == 0,
+				act: Act(r.IntN(3))}
+			fp32 := r.IntN(2) == 0
+			x := randSlice(r, c.b*c.h*c.w*c.cin, 1)
+			wf := randSlice(r, c.cout*c.cin*c.k*c.k, 1/math.Sqrt(float64(c.cin*c.k*c.k)))
+			var bias []float32
+			if c.bias {
+				bias = randSlice(r, c.cout, 0.5)
+			}
+			want, ho, wo := refConv(x, wf, c, bias, nil)
+			w, err := ctx.PackConv(f32bytes(wf), F32, c.cout, c.cin, c.k, c.k, fp32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, c.b*ho*wo*c.cout)
+			if err := ctx.Conv2D(w, c.b, c.h, c.w, x, c.stride, c.pad, y, bias, nil, c.act); err != nil {
+				t.Fatal(err)
+			}
+			if e, tol := relL2(y, want, 1, len(want), len(want)), tolFor(w, fp32); !(e <= tol) {
+				t.Errorf("%v conv %+v fp32=%v: rel L2 %.3g > %.3g", l, c, fp32, e, tol)
+			}
+			w.Free()
+		}
+	}
+}
