@@ -103,6 +103,10 @@ func TestRenderTDXExample(t *testing.T) {
 	// configfs-tsm entries are root-owned: uid 0 without any capability, the backend stays 1000.
 	assert.Equal(t, int64(0), *gw.SecurityContext.RunAsUser)
 	assert.False(t, *gw.SecurityContext.RunAsNonRoot)
+	// The runtimes' default AppArmor profile denies writes below /sys: Unconfined for the gateway only.
+	require.NotNil(t, gw.SecurityContext.AppArmorProfile)
+	assert.Equal(t, corev1.AppArmorProfileTypeUnconfined, gw.SecurityContext.AppArmorProfile.Type)
+	assert.Nil(t, container(t, pod, "backend").SecurityContext.AppArmorProfile)
 	assert.True(t, hasArg(gw, "--tls=self-signed"), "gateway args %v", gw.Args)
 	assert.True(t, hasArg(gw, "--model-dir=/opt/tdxl/models/stabilityai/sdxl-turbo"), "gateway args %v", gw.Args)
 	assert.Contains(t, objs.Notes, "tdxl verify https://127.0.0.1:8443 --policy")
@@ -266,5 +270,38 @@ attestation: {enabled: `+mode+`, tee: none}`)
 		assert.Equal(t, intstr.FromString(want), *np.Spec.Ingress[0].Ports[0].Port, "attestation %s", mode)
 		require.Len(t, np.Spec.Ingress[0].From, 1)
 		assert.Equal(t, "ingress", np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+	}
+}
+
+// Before Kubernetes 1.30 the AppArmor profile is the beta annotation; a Localhost profile can replace
+// Unconfined; null leaves the runtime default; without host access nothing is set.
+func TestRenderGatewayAppArmor(t *testing.T) {
+	ch, p := loadChart(t)
+	tdx := filepath.Join(p.examples, "tdx-values.yaml")
+	vals, err := ReadValuesFiles(tdx)
+	require.NoError(t, err)
+	docs, _, err := RenderFor(ch, vals, "v1.29.0")
+	require.NoError(t, err)
+	objs, err := Decode(docs)
+	require.NoError(t, err)
+	tpl := objs.Deployment.Spec.Template
+	assert.Equal(t, "unconfined", tpl.Annotations[appArmorAnnotation+"gateway"])
+	assert.Nil(t, container(t, tpl.Spec, "gateway").SecurityContext.AppArmorProfile)
+
+	objs, _ = render(t, ch, []string{tdx}, "attestation: {hostAccessAppArmorProfile: {type: Localhost, localhostProfile: tdxl-gateway}}")
+	aa := container(t, objs.Deployment.Spec.Template.Spec, "gateway").SecurityContext.AppArmorProfile
+	require.NotNil(t, aa)
+	assert.Equal(t, corev1.AppArmorProfileTypeLocalhost, aa.Type)
+	assert.Equal(t, "tdxl-gateway", *aa.LocalhostProfile)
+
+	for _, over := range []string{
+		"attestation: {hostAccessAppArmorProfile: null}",
+		"attestation: {tee: none}",
+		"attestation: {extendRTMR: false, quoteAccess: devicePlugin, devicePluginResource: x.example/tdx}",
+	} {
+		objs, _ = render(t, ch, []string{tdx}, over)
+		tpl := objs.Deployment.Spec.Template
+		assert.Nil(t, container(t, tpl.Spec, "gateway").SecurityContext.AppArmorProfile, over)
+		assert.Empty(t, tpl.Annotations, over)
 	}
 }

@@ -3,6 +3,7 @@ package chart
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,8 +12,14 @@ import (
 
 // restrictedViolations applies the checks of the Pod Security Standards' "restricted" profile that a
 // pod template can fail (https://kubernetes.io/docs/concepts/security/pod-security-standards/).
-func restrictedViolations(pod corev1.PodSpec) []string {
+func restrictedViolations(tpl corev1.PodTemplateSpec) []string {
+	pod := tpl.Spec
 	var v []string
+	for k, val := range tpl.Annotations {
+		if strings.HasPrefix(k, appArmorAnnotation) && val == "unconfined" {
+			v = append(v, strings.TrimPrefix(k, appArmorAnnotation)+": AppArmor unconfined")
+		}
+	}
 	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
 		v = append(v, "host namespaces")
 	}
@@ -28,6 +35,9 @@ func restrictedViolations(pod corev1.PodSpec) []string {
 		if sc == nil {
 			v = append(v, c.Name+": no securityContext")
 			continue
+		}
+		if sc.AppArmorProfile != nil && sc.AppArmorProfile.Type == corev1.AppArmorProfileTypeUnconfined {
+			v = append(v, c.Name+": AppArmor unconfined")
 		}
 		if sc.Privileged != nil && *sc.Privileged {
 			v = append(v, c.Name+": privileged")
@@ -64,6 +74,8 @@ func restrictedViolations(pod corev1.PodSpec) []string {
 	return v
 }
 
+const appArmorAnnotation = "container.apparmor.security.beta.kubernetes.io/"
+
 func containsCap(caps []corev1.Capability, c corev1.Capability) bool {
 	for _, x := range caps {
 		if x == c {
@@ -93,12 +105,12 @@ func TestPodSecurityRestricted(t *testing.T) {
 	for name, tc := range restricted {
 		t.Run(name, func(t *testing.T) {
 			objs, _ := render(t, ch, tc.files, tc.inline)
-			assert.Empty(t, restrictedViolations(objs.Deployment.Spec.Template.Spec))
+			assert.Empty(t, restrictedViolations(objs.Deployment.Spec.Template))
 		})
 	}
 	objs, _ := render(t, ch, []string{filepath.Join(p.examples, "tdx-values.yaml")}, "")
 	assert.ElementsMatch(t, []string{
 		"hostPath volume configfs", "hostPath volume tdx-measurements",
-		"gateway: runAsNonRoot not true", "gateway: runAsUser 0",
-	}, restrictedViolations(objs.Deployment.Spec.Template.Spec), "exactly the documented exceptions, nothing privileged")
+		"gateway: runAsNonRoot not true", "gateway: runAsUser 0", "gateway: AppArmor unconfined",
+	}, restrictedViolations(objs.Deployment.Spec.Template), "exactly the documented exceptions, nothing privileged")
 }

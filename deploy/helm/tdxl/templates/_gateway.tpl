@@ -17,6 +17,10 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
   kernel in favour of configfs-tsm.
 - tee=tdx with extendRTMR: /sys/devices/virtual/misc/tdx_guest/measurements read-write (Linux >= 6.16),
   to extend RTMR3 with the runtime measurements (the container's own /sys is read-only).
+- Writes below /sys are denied by the container runtimes' default AppArmor profile
+  (it denies writes to /sys except /sys/fs/cgroup), so the gateway gets attestation.hostAccessAppArmorProfile (default
+  Unconfined; a Localhost profile allowing just these paths is the tighter choice) as the
+  securityContext field (Kubernetes >= 1.30) or the beta annotation (older).
 */}}
 {{- define "tdxl.gatewayContainer" -}}
 {{- $a := .Values.attestation -}}
@@ -101,6 +105,9 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
   {{- $_ := set $sc "runAsUser" 0 }}
   {{- $_ := set $sc "runAsGroup" 0 }}
   {{- $_ := set $sc "runAsNonRoot" false }}
+  {{- end }}
+  {{- if and (include "tdxl.gatewayAppArmor" .) (include "tdxl.appArmorField" .) }}
+  {{- $_ := set $sc "appArmorProfile" (deepCopy .Values.attestation.hostAccessAppArmorProfile) }}
   {{- end }}
   {{- with $sc }}
   securityContext:

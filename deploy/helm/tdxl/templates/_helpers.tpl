@@ -82,6 +82,25 @@ gateway never needs to bind a privileged port. */}}
 {{- if and .Values.attestation.enabled (eq .Values.attestation.tee "tdx") .Values.attestation.extendRTMR -}}true{{- end -}}
 {{- end -}}
 
+{{/* True when the gateway writes below /sys (configfs-tsm or the RTMR sysfs). */}}
+{{- define "tdxl.hostSysWrites" -}}
+{{- if or (include "tdxl.configfsQuote" .) (include "tdxl.rtmrSysfs" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The AppArmor profile of the gateway when it writes below /sys (the container runtimes' default
+profile denies writes below /sys), or "" (runtime default). */}}
+{{- define "tdxl.gatewayAppArmor" -}}
+{{- $p := .Values.attestation.hostAccessAppArmorProfile -}}
+{{- if and (include "tdxl.hostSysWrites" .) $p $p.type -}}
+{{- if eq $p.type "Localhost" -}}localhost/{{ required "attestation.hostAccessAppArmorProfile.localhostProfile is required for type Localhost" $p.localhostProfile }}{{- else -}}{{ lower $p.type }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kubernetes >= 1.30 takes the AppArmor profile as a securityContext field, older ones as an annotation. */}}
+{{- define "tdxl.appArmorField" -}}
+{{- if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
+{{- end -}}
+
 {{/* A volume: its name and exactly one volume source. */}}
 {{- define "tdxl.volume" -}}
 {{- $key := index . 0 -}}
