@@ -4,14 +4,47 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"sort"
+	"strconv"
 	"strings"
 )
 
-// Sizes accepted by `size` (the seed's two).
-var sizes = map[string][2]int{
-	"512x512":   {512, 512},
-	"1024x1024": {1024, 1024},
+// DefaultSizes are the values `size` accepts unless configured otherwise:
+// the seed's two.
+var DefaultSizes = []string{"512x512", "1024x1024"}
+
+// Limits bound what a request may ask for.
+type Limits struct {
+	// MaxImages caps number×batch.
+	MaxImages int
+	// Sizes are the accepted `size` values ("WxH"), parsed by ParseSizes.
+	Sizes map[string][2]int
+}
+
+// DefaultLimits are the limits of a default Config.
+func DefaultLimits() Limits {
+	s, _ := ParseSizes(DefaultSizes)
+	return Limits{MaxImages: DefaultMaxImages, Sizes: s}
+}
+
+// ParseSizes parses "WxH" sizes; W and H must be multiples of 8 in 64..2048.
+func ParseSizes(list []string) (map[string][2]int, error) {
+	out := map[string][2]int{}
+	for _, s := range list {
+		var w, h int
+		var rest string
+		n, _ := fmt.Sscanf(s, "%dx%d%s", &w, &h, &rest)
+		if n != 2 || fmt.Sprintf("%dx%d", w, h) != s || w%8 != 0 || h%8 != 0 || w < 64 || h < 64 || w > 2048 || h > 2048 {
+			return nil, fmt.Errorf("%w: size %q must be WxH with W and H multiples of 8 in 64..2048", ErrConfig, s)
+		}
+		out[s] = [2]int{w, h}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no sizes", ErrConfig)
+	}
+	return out, nil
 }
 
 // Response formats.
@@ -98,9 +131,9 @@ func jsonKind(goKind string) string {
 }
 
 // DecodeRequest parses and validates the body of POST /api/text2image.
-// maxImages caps number×batch. Seeds absent from the body are drawn with
+// lim bounds number×batch and the sizes. Seeds absent from the body are drawn with
 // randSeed. Every failure is an *APIError with status 400.
-func DecodeRequest(body []byte, maxImages int, randSeed func() int64) (Request, error) {
+func DecodeRequest(body []byte, lim Limits, randSeed func() int64) (Request, error) {
 	var w wireRequest
 	if e := decodeObject(body, &w); e != nil {
 		return Request{}, e
@@ -128,7 +161,7 @@ func DecodeRequest(body []byte, maxImages int, randSeed func() int64) (Request, 
 		r.Async = *w.Async
 	}
 	setSeed(&r, w.Seed, randSeed)
-	if err := r.validate(maxImages); err != nil {
+	if err := r.validate(lim); err != nil {
 		return Request{}, err
 	}
 	return r, nil
@@ -137,7 +170,7 @@ func DecodeRequest(body []byte, maxImages int, randSeed func() int64) (Request, 
 // DecodeOpenAIRequest parses the body of POST /v1/images/generations
 // (prompt, n, size, response_format; model and other OpenAI fields are
 // ignored; seed and step are our extensions). n images are made as n runs.
-func DecodeOpenAIRequest(body []byte, maxImages int, randSeed func() int64) (Request, error) {
+func DecodeOpenAIRequest(body []byte, lim Limits, randSeed func() int64) (Request, error) {
 	var w openAIRequest
 	if e := decodeObject(body, &w); e != nil {
 		return Request{}, e
@@ -159,7 +192,7 @@ func DecodeOpenAIRequest(body []byte, maxImages int, randSeed func() int64) (Req
 		r.ResponseFormat = *w.ResponseFormat
 	}
 	setSeed(&r, w.Seed, randSeed)
-	if err := r.validate(maxImages); err != nil {
+	if err := r.validate(lim); err != nil {
 		if err.Code == CodeInvalidNumber {
 			err.Message = strings.Replace(err.Message, "number", "n", 1)
 		}
@@ -176,13 +209,14 @@ func setSeed(r *Request, seed *int64, randSeed func() int64) {
 	}
 }
 
-func (r *Request) validate(maxImages int) *APIError {
+func (r *Request) validate(lim Limits) *APIError {
+	maxImages := lim.MaxImages
 	if strings.TrimSpace(r.Prompt) == "" {
 		return badRequest(CodeMissingPrompt, "prompt is required and must not be empty")
 	}
-	wh, ok := sizes[r.Size]
+	wh, ok := lim.Sizes[r.Size]
 	if !ok {
-		return badRequest(CodeInvalidSize, "size %q is not supported; use \"512x512\" or \"1024x1024\"", truncate(r.Size, 40))
+		return badRequest(CodeInvalidSize, "size %q is not supported; use one of %s", truncate(r.Size, 40), sizeList(lim.Sizes))
 	}
 	r.Width, r.Height = wh[0], wh[1]
 	if r.Steps < 1 || r.Steps > MaxSteps {
@@ -201,6 +235,15 @@ func (r *Request) validate(maxImages int) *APIError {
 		return badRequest(CodeInvalidFormat, "response_format must be \"url\" or \"b64_json\", got %q", truncate(r.ResponseFormat, 40))
 	}
 	return nil
+}
+
+func sizeList(m map[string][2]int) string {
+	l := make([]string, 0, len(m))
+	for k := range m {
+		l = append(l, strconv.Quote(k))
+	}
+	sort.Strings(l)
+	return strings.Join(l, ", ")
 }
 
 func truncate(s string, n int) string {

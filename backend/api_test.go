@@ -14,19 +14,19 @@ const pandaPrompt = "A panda listening to music with headphones. highly detailed
 func fixedSeed() int64 { return 42 }
 
 func TestDecodeRequestDefaults(t *testing.T) {
-	r, err := DecodeRequest([]byte(`{"prompt": "`+pandaPrompt+`", "number": 1}`), 16, fixedSeed)
+	r, err := DecodeRequest([]byte(`{"prompt": "`+pandaPrompt+`", "number": 1}`), DefaultLimits(), fixedSeed)
 	require.NoError(t, err)
 	assert.Equal(t, Request{Prompt: pandaPrompt, Number: 1, Batch: 1, Steps: 4, Size: "512x512",
 		Width: 512, Height: 512, Seed: 42, ResponseFormat: FormatURL}, r)
 
 	r, err = DecodeRequest([]byte(` {"prompt":"p","number":2,"size":"1024x1024","step":2,"batch":3,"seed":-7,
-		"response_format":"b64_json","async":true,"unknown":{"x":[1,2]},"negative_prompt":"ignored"} `), 16, fixedSeed)
+		"response_format":"b64_json","async":true,"unknown":{"x":[1,2]},"negative_prompt":"ignored"} `), DefaultLimits(), fixedSeed)
 	require.NoError(t, err)
 	assert.Equal(t, Request{Prompt: "p", Number: 2, Batch: 3, Steps: 2, Size: "1024x1024", Width: 1024, Height: 1024,
 		Seed: -7, SeedSet: true, ResponseFormat: FormatB64JSON, Async: true}, r)
 
 	// null means absent
-	r, err = DecodeRequest([]byte(`{"prompt":"p","number":null,"seed":null}`), 16, fixedSeed)
+	r, err = DecodeRequest([]byte(`{"prompt":"p","number":null,"seed":null}`), DefaultLimits(), fixedSeed)
 	require.NoError(t, err)
 	assert.Equal(t, 1, r.Number)
 	assert.False(t, r.SeedSet)
@@ -69,7 +69,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := DecodeRequest([]byte(c.body), 16, fixedSeed)
+			_, err := DecodeRequest([]byte(c.body), DefaultLimits(), fixedSeed)
 			ae := AsAPIError(err)
 			require.NotNil(t, ae, "want an APIError, got %v", err)
 			assert.Equal(t, http.StatusBadRequest, ae.Status)
@@ -80,24 +80,39 @@ func TestDecodeRequestErrors(t *testing.T) {
 }
 
 func TestDecodeRequestCap(t *testing.T) {
-	_, err := DecodeRequest([]byte(`{"prompt":"p","number":16}`), 16, fixedSeed)
+	_, err := DecodeRequest([]byte(`{"prompt":"p","number":16}`), DefaultLimits(), fixedSeed)
 	require.NoError(t, err)
-	_, err = DecodeRequest([]byte(`{"prompt":"p","number":2,"batch":2}`), 3, fixedSeed)
+	_, err = DecodeRequest([]byte(`{"prompt":"p","number":2,"batch":2}`), Limits{MaxImages: 3, Sizes: DefaultLimits().Sizes}, fixedSeed)
 	require.Equal(t, CodeTooManyImages, AsAPIError(err).Code)
 }
 
 func TestDecodeOpenAIRequest(t *testing.T) {
-	r, err := DecodeOpenAIRequest([]byte(`{"prompt":"p","n":3,"size":"1024x1024","response_format":"b64_json","model":"dall-e-3","quality":"hd"}`), 16, fixedSeed)
+	r, err := DecodeOpenAIRequest([]byte(`{"prompt":"p","n":3,"size":"1024x1024","response_format":"b64_json","model":"dall-e-3","quality":"hd"}`), DefaultLimits(), fixedSeed)
 	require.NoError(t, err)
 	assert.Equal(t, Request{Prompt: "p", Number: 3, Batch: 1, Steps: 4, Size: "1024x1024", Width: 1024, Height: 1024,
 		Seed: 42, ResponseFormat: FormatB64JSON}, r)
-	_, err = DecodeOpenAIRequest([]byte(`{"prompt":"p","n":0}`), 16, fixedSeed)
+	_, err = DecodeOpenAIRequest([]byte(`{"prompt":"p","n":0}`), DefaultLimits(), fixedSeed)
 	ae := AsAPIError(err)
 	require.NotNil(t, ae)
 	assert.Equal(t, CodeInvalidNumber, ae.Code)
 	assert.True(t, strings.HasPrefix(ae.Message, "n must"), ae.Message)
-	_, err = DecodeOpenAIRequest([]byte(`{"n":1}`), 16, fixedSeed)
+	_, err = DecodeOpenAIRequest([]byte(`{"n":1}`), DefaultLimits(), fixedSeed)
 	assert.Equal(t, CodeMissingPrompt, AsAPIError(err).Code)
+}
+
+func TestConfiguredSizes(t *testing.T) {
+	sz, err := ParseSizes([]string{"64x64", "768x512"})
+	require.NoError(t, err)
+	lim := Limits{MaxImages: 4, Sizes: sz}
+	r, err := DecodeRequest([]byte(`{"prompt":"p","size":"768x512"}`), lim, fixedSeed)
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{768, 512}, [2]int{r.Width, r.Height})
+	_, err = DecodeRequest([]byte(`{"prompt":"p"}`), lim, fixedSeed)
+	assert.Equal(t, CodeInvalidSize, AsAPIError(err).Code, "512x512 is not configured")
+	for _, bad := range []string{"63x64", "64x60", "4096x64", "64x64x", "x64", "064x64", " 64x64", "32x32"} {
+		_, err := ParseSizes([]string{bad})
+		assert.ErrorIs(t, err, ErrConfig, bad)
+	}
 }
 
 func TestParsePrefixes(t *testing.T) {
@@ -130,8 +145,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, dec := range []func([]byte, int, func() int64) (Request, error){DecodeRequest, DecodeOpenAIRequest} {
-			r, err := dec(body, 16, fixedSeed)
+		for _, dec := range []func([]byte, Limits, func() int64) (Request, error){DecodeRequest, DecodeOpenAIRequest} {
+			r, err := dec(body, DefaultLimits(), fixedSeed)
 			if err != nil {
 				ae := AsAPIError(err)
 				if ae == nil || ae.Status != http.StatusBadRequest || ae.Code == "" || ae.Message == "" {
@@ -140,7 +155,7 @@ func FuzzDecodeRequest(f *testing.F) {
 				continue
 			}
 			if strings.TrimSpace(r.Prompt) == "" || r.Number < 1 || r.Batch < 1 || r.Number*r.Batch > 16 ||
-				r.Steps < 1 || r.Steps > MaxSteps || sizes[r.Size] != [2]int{r.Width, r.Height} ||
+				r.Steps < 1 || r.Steps > MaxSteps || DefaultLimits().Sizes[r.Size] != [2]int{r.Width, r.Height} ||
 				(r.ResponseFormat != FormatURL && r.ResponseFormat != FormatB64JSON) {
 				t.Fatalf("accepted an invalid request: %+v", r)
 			}

@@ -45,6 +45,9 @@ type Config struct {
 	Queue int
 	// MaxImages caps number×batch of one request (0 = 16).
 	MaxImages int
+	// Sizes are the accepted values of `size` (nil = DefaultSizes, the
+	// seed's 512x512 and 1024x1024).
+	Sizes []string
 	// Timeout bounds one request, queueing included (0 = 30m).
 	Timeout time.Duration
 	// Grace bounds the drain on shutdown (0 = 30s): running jobs may finish
@@ -85,6 +88,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxImages == 0 {
 		c.MaxImages = DefaultMaxImages
+	}
+	if c.Sizes == nil {
+		c.Sizes = DefaultSizes
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -128,6 +134,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: grace %v must be positive", ErrConfig, c.Grace)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("%w: max body bytes %d must be positive", ErrConfig, c.MaxBodyBytes)
+	}
+	if _, err := ParseSizes(c.Sizes); err != nil {
+		return err
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func (s *Server) handleText2Image(w http.ResponseWriter, r *http.Request) {
 		writeError(w, "", e, false)
 		return
 	}
-	req, err := DecodeRequest(body, s.cfg.MaxImages, s.randSeed)
+	req, err := DecodeRequest(body, s.limits, s.randSeed)
 	if err != nil {
 		writeError(w, "", AsAPIError(err), false)
 		return
@@ -131,7 +131,7 @@ func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, "", e, true)
 		return
 	}
-	req, err := DecodeOpenAIRequest(body, s.cfg.MaxImages, s.randSeed)
+	req, err := DecodeOpenAIRequest(body, s.limits, s.randSeed)
 	if err != nil {
 		writeError(w, "", AsAPIError(err), true)
 		return

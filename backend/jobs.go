@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -19,9 +20,15 @@ var (
 )
 
 // worker runs queued jobs one at a time until the queue is closed and empty
-// or ctx is done.
+// or ctx is done. PNG encoding and storing of a job overlap the engine's
+// work on the next one (at most one job is being finished at a time).
 func (s *Server) worker(ctx context.Context, eng Engine) {
-	defer close(s.workerDone)
+	var finishing sync.WaitGroup
+	slot := make(chan struct{}, 1)
+	defer func() {
+		finishing.Wait()
+		close(s.workerDone)
+	}()
 	for {
 		j := s.queue.pop(ctx)
 		s.metrics.queueDepth.Set(float64(s.queue.len()))
@@ -32,26 +39,39 @@ func (s *Server) worker(ctx context.Context, eng Engine) {
 			j.finish(nil, s.cancelError(j))
 			continue
 		}
-		s.runJob(eng, j)
+		out, apiErr := s.runEngine(eng, j)
+		if apiErr != nil {
+			j.finish(nil, apiErr)
+			continue
+		}
+		slot <- struct{}{}
+		finishing.Add(1)
+		go func() {
+			defer finishing.Done()
+			defer func() { <-slot }()
+			s.complete(eng, j, out)
+		}()
 	}
 }
 
-func (s *Server) runJob(eng Engine, j *job) {
-	j.state.Store(stateRunning)
-	s.metrics.running.Set(1)
-	defer s.metrics.running.Set(0)
-	start := time.Now()
-	res, apiErr := s.generate(eng, j)
-	elapsed := time.Since(start)
+// engineOutput is what the engine made for one job.
+type engineOutput struct {
+	imgs  []image.Image
+	lat   []float64 // per image: the latency of its run
+	total time.Duration
+}
+
+// complete encodes and stores (or inlines) a job's images and answers it.
+func (s *Server) complete(eng Engine, j *job, out *engineOutput) {
+	res, apiErr := s.finishImages(eng, j, out)
 	if apiErr != nil {
 		j.finish(nil, apiErr)
 		return
 	}
-	s.observeJob(elapsed)
 	s.metrics.images.Add(float64(j.req.Images()))
 	s.metrics.latency.WithLabelValues(j.req.Size).Observe(time.Since(j.created).Seconds())
 	j.finish(res, nil)
-	if res.files != nil {
+	if res.files != nil && s.store.needsSweep() {
 		if _, err := s.store.Sweep(); err != nil {
 			s.log.Warn("retention sweep failed", "err", err)
 		}
@@ -77,51 +97,60 @@ func (s *Server) retryAfter() int {
 	return min(max(secs, 1), 3600)
 }
 
-// generate makes all images of j and stores or inlines them.
-func (s *Server) generate(eng Engine, j *job) (*jobResult, *APIError) {
+// runEngine runs the `number` engine passes of j.
+func (s *Server) runEngine(eng Engine, j *job) (*engineOutput, *APIError) {
+	j.state.Store(stateRunning)
+	s.metrics.running.Set(1)
+	defer s.metrics.running.Set(0)
+	start := time.Now()
 	r := j.req
-	imgs := make([]image.Image, 0, r.Images())
-	lat := make([]float64, 0, r.Images())
-	var total time.Duration
+	o := &engineOutput{imgs: make([]image.Image, 0, r.Images()), lat: make([]float64, 0, r.Images())}
 	for n := 0; n < r.Number; n++ {
 		base := int64(n * r.Steps)
 		t0 := time.Now()
-		out, err := eng.Generate(j.ctx, EngineRequest{
+		res, err := eng.Generate(j.ctx, EngineRequest{
 			Prompt: r.Prompt, Width: r.Width, Height: r.Height, Steps: r.Steps, Batch: r.Batch,
 			Seed:     r.Seed + int64(n),
 			Progress: func(done, _ int) { j.stepsDone.Store(base + int64(done)) },
 		})
 		d := time.Since(t0)
 		if err == nil {
-			err = checkImages(out, r)
+			err = checkImages(res, r)
 		}
 		if err != nil {
 			return nil, s.engineError(j, err)
 		}
-		for _, st := range out.StepTimes {
+		for _, st := range res.StepTimes {
 			s.metrics.stepTime.Observe(st.Seconds())
 		}
-		total += d
+		o.total += d
 		s.metrics.generation.WithLabelValues(r.Size).Observe(d.Seconds())
-		for _, img := range out.Images {
-			imgs = append(imgs, img)
-			lat = append(lat, d.Seconds())
+		for _, img := range res.Images {
+			o.imgs = append(o.imgs, img)
+			o.lat = append(o.lat, d.Seconds())
 		}
 	}
 	j.stepsDone.Store(int64(j.stepsTotal))
+	s.observeJob(time.Since(start))
+	return o, nil
+}
+
+// finishImages builds j's response and encodes (stores or inlines) its images.
+func (s *Server) finishImages(eng Engine, j *job, o *engineOutput) (*jobResult, *APIError) {
+	r := j.req
 	resp := Response{
-		AverageImageGenerationTimeSeconds: total.Seconds() / float64(len(imgs)),
-		GenerationTimeSeconds:             total.Seconds(),
+		AverageImageGenerationTimeSeconds: o.total.Seconds() / float64(len(o.imgs)),
+		GenerationTimeSeconds:             o.total.Seconds(),
 		ID:                                j.id,
 		Meta: Meta{Input: MetaInput{Batch: r.Batch, Model: s.modelName(eng), Number: r.Number,
 			Prompt: r.Prompt, Seed: r.Seed, Size: r.Size, Step: r.Steps}},
-		Output: make([]Output, len(imgs)),
+		Output: make([]Output, len(o.imgs)),
 		Status: stateSuccess,
 	}
-	for i := range imgs {
-		resp.Output[i].LatencySeconds = lat[i]
+	for i := range o.imgs {
+		resp.Output[i].LatencySeconds = o.lat[i]
 	}
-	res, err := s.encode(j, resp, imgs)
+	res, err := s.encode(j, resp, o.imgs)
 	if err != nil {
 		s.log.Error("storing images failed", "id", j.id, "err", err)
 		return nil, &APIError{Status: http.StatusInternalServerError, Code: CodeEngineError,

@@ -22,6 +22,7 @@ type Server struct {
 	queue    *jobQueue
 	metrics  *metrics
 	randSeed func() int64
+	limits   Limits
 
 	engine   atomic.Pointer[engineBox] // nil until loaded
 	ready    chan struct{}             // closed when the engine is loaded
@@ -63,6 +64,8 @@ func New(cfg Config, load Loader) (*Server, error) {
 		ready:    make(chan struct{}), workerDone: make(chan struct{}),
 		async: map[string]*job{},
 	}
+	s.limits.MaxImages = cfg.MaxImages
+	s.limits.Sizes, _ = ParseSizes(cfg.Sizes) // checked by Validate
 	s.jobsCtx, s.jobsCancel = context.WithCancelCause(context.Background())
 	return s, nil
 }

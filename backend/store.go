@@ -33,7 +33,11 @@ type Store struct {
 	maxAge time.Duration // <= 0: no age limit
 	maxB   int64         // <= 0: no size limit
 	now    func() time.Time
-	mu     sync.Mutex // serialises sweeps
+	mu     sync.Mutex // serialises sweeps and guards the fields below
+
+	swept  bool      // a sweep has run: bytes and oldest are known
+	bytes  int64     // total bytes stored (as of the last sweep, plus commits)
+	oldest time.Time // oldest request folder's time after the last sweep
 }
 
 const (
@@ -80,9 +84,10 @@ type storedMeta struct {
 
 // pending is a request's temporary folder.
 type pending struct {
-	s   *Store
-	id  string
-	tmp string
+	s       *Store
+	id      string
+	tmp     string
+	written int64
 }
 
 func (s *Store) begin(id string) (*pending, error) {
@@ -97,6 +102,7 @@ func (p *pending) write(name string, data []byte) error {
 	if err := os.WriteFile(filepath.Join(p.tmp, name), data, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
+	p.written += int64(len(data))
 	return nil
 }
 
@@ -111,6 +117,12 @@ func (p *pending) commit(m storedMeta) error {
 	if err := os.Rename(p.tmp, filepath.Join(p.s.dir, p.id)); err != nil {
 		return fmt.Errorf("moving images into place: %w", err)
 	}
+	p.s.mu.Lock()
+	p.s.bytes += p.written
+	if p.s.oldest.IsZero() {
+		p.s.oldest = p.s.now()
+	}
+	p.s.mu.Unlock()
 	return nil
 }
 
@@ -166,6 +178,15 @@ type storedDir struct {
 	bytes int64
 }
 
+// needsSweep reports whether a limit may be exceeded, from what the store
+// knows since its last sweep (so that finishing a job costs no directory scan).
+func (s *Store) needsSweep() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.swept || (s.maxB > 0 && s.bytes > s.maxB) ||
+		(s.maxAge > 0 && !s.oldest.IsZero() && s.now().Sub(s.oldest) > s.maxAge)
+}
+
 // Sweep deletes request folders older than the age limit, then the oldest
 // ones until the store is within the byte limit. It returns how many folders
 // it deleted.
@@ -183,7 +204,8 @@ func (s *Store) Sweep() (int, error) {
 	}
 	now := s.now()
 	removed := 0
-	for _, d := range dirs {
+	for i := range dirs {
+		d := &dirs[i]
 		old := s.maxAge > 0 && now.Sub(d.mtime) > s.maxAge
 		big := s.maxB > 0 && total > s.maxB
 		if !old && !big {
@@ -195,6 +217,14 @@ func (s *Store) Sweep() (int, error) {
 		total -= d.bytes
 		removed++
 		s.log.Debug("retention removed images", "id", d.name, "bytes", d.bytes, "too_old", old)
+		d.bytes = -1 // removed
+	}
+	s.swept, s.bytes, s.oldest = true, total, time.Time{}
+	for _, d := range dirs {
+		if d.bytes >= 0 {
+			s.oldest = d.mtime
+			break
+		}
 	}
 	return removed, nil
 }
