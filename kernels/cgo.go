@@ -192,3 +192,36 @@ func (h *handle) debugGet(name string) ([]float32, []int64) {
 	}
 	return out, s
 }
+
+// Test hooks over the reference ops (see capi_ops.cpp); bias/residual may be nil.
+func opLinear(threads int, w, bias []float32, N, K int, x []float32, M int, residual, y []float32) error {
+	if C.tdxl_op_linear(C.int(threads), fptr(w), fptr(bias), C.int64_t(N), C.int64_t(K), fptr(x), C.int64_t(M),
+		fptr(residual), fptr(y)) != C.TDXL_OK {
+		return errors.New("tdxl_op_linear failed")
+	}
+	return nil
+}
+
+func opConv2d(threads int, w, bias []float32, cout, cin, k, stride, pad int, x []float32, B, H, W int, y []float32) error {
+	if C.tdxl_op_conv2d(C.int(threads), fptr(w), fptr(bias), C.int(cout), C.int(cin), C.int(k), C.int(stride), C.int(pad),
+		fptr(x), C.int(B), C.int(H), C.int(W), fptr(y)) != C.TDXL_OK {
+		return errors.New("tdxl_op_conv2d failed")
+	}
+	return nil
+}
+
+func opAttention(threads int, q, k, v, o []float32, B, Tq, Tk, H, D int, scale float32, causal bool) error {
+	if C.tdxl_op_attention(C.int(threads), fptr(q), fptr(k), fptr(v), fptr(o), C.int(B), C.int64_t(Tq), C.int64_t(Tk),
+		C.int(H), C.int(D), C.float(scale), C.int(b2i(causal))) != C.TDXL_OK {
+		return errors.New("tdxl_op_attention failed")
+	}
+	return nil
+}
+
+func opGroupNorm(threads int, x, y []float32, B, HW, Ch, groups int, eps float32, gamma, beta []float32, silu bool) error {
+	if C.tdxl_op_group_norm(C.int(threads), fptr(x), fptr(y), C.int(B), C.int64_t(HW), C.int(Ch), C.int(groups),
+		C.float(eps), fptr(gamma), fptr(beta), C.int(b2i(silu))) != C.TDXL_OK {
+		return errors.New("tdxl_op_group_norm failed")
+	}
+	return nil
+}

@@ -147,6 +147,16 @@ void tdxl_debug_enable(tdxl_pipe* p, int on);
 int64_t tdxl_debug_get(tdxl_pipe* p, const char* name, float* out, int64_t cap, int64_t* shape,
                        int* ndim);
 
+/* ---- test hooks: one reference op on caller buffers (weights packed per call) ---- */
+int tdxl_op_linear(int threads, const float* w, const float* bias, int64_t N, int64_t K,
+                   const float* x, int64_t M, const float* residual, float* y);
+int tdxl_op_conv2d(int threads, const float* w, const float* bias, int cout, int cin, int k,
+                   int stride, int pad, const float* x, int B, int H, int W, float* y);
+int tdxl_op_attention(int threads, const float* q, const float* k, const float* v, float* o, int B,
+                      int64_t Tq, int64_t Tk, int H, int D, float scale, int causal);
+int tdxl_op_group_norm(int threads, const float* x, float* y, int B, int64_t HW, int C, int groups,
+                       float eps, const float* gamma, const float* beta, int silu);
+
 #ifdef __cplusplus
 }
 #endif
