@@ -1,6 +1,6 @@
 // avx2.cpp — the AVX2+FMA level: fp32 FMA GEMM micro-kernels (6 x 16, 12 ymm accumulators) with bf16
-// weights expanded on the fly (or fp32 weights) and a vectorised epilogue. Attention and GroupNorm decline
-// at this level (the reference level runs them).
+// weights expanded on the fly (or fp32 weights), a vectorised epilogue, GroupNorm and LayerNorm. Attention
+// declines at this level (the reference level runs it).
 #include <cmath>
 #include <cstring>
 
@@ -94,33 +94,152 @@ void ukr_f32(int64_t kc, const float *const *a, const uint16_t *, int64_t, const
 #undef TDXL_FMA_ROW
 #undef TDXL_STORE_ROW
 
-float act_apply(float v, int act) {
-    if (act == TDXL_ISA_ACT_GELU) return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
-    if (act == TDXL_ISA_ACT_SILU) return v / (1.0f + std::exp(-v));
+// ---- math ----
+__m256 exp256(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n for n in [-126, 128): build the exponent field directly
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__m256 silu256(__m256 v) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+// erf by Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7); GELU(v) = v/2 (1 + erf(v/sqrt 2)).
+__m256 gelu256(__m256 v) {
+    const __m256 x = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 sign = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u))));
+    const __m256 ax = _mm256_xor_ps(x, sign);
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                                   _mm256_fmadd_ps(ax, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(ax, ax)));
+    const __m256 erfv = _mm256_or_ps(_mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f)), sign);
+    return _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.5f)), _mm256_add_ps(_mm256_set1_ps(1.0f), erfv));
+}
+
+__m256 act256(__m256 v, int act) {
+    if (act == TDXL_ISA_ACT_GELU) return gelu256(v);
+    if (act == TDXL_ISA_ACT_SILU) return silu256(v);
     return v;
+}
+
+// Partial vectors (n < 8 lanes) go through a small stack buffer.
+__m256 load_part(const float *p, int64_t n) {
+    float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) t[i] = p[i];
+    return _mm256_loadu_ps(t);
+}
+void store_part(float *p, __m256 v, int64_t n) {
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    for (int64_t i = 0; i < n; i++) p[i] = t[i];
+}
+__m256 load_n(const float *p, int64_t n) { return n >= 8 ? _mm256_loadu_ps(p) : load_part(p, n); }
+void store_n(float *p, __m256 v, int64_t n) {
+    if (n >= 8) _mm256_storeu_ps(p, v);
+    else store_part(p, v, n);
 }
 
 void epilogue(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64_t ldy, const float *bias,
               const float *res, int64_t ldr, int act) {
     for (int64_t i = 0; i < m; i++) {
-        int64_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256 v = _mm256_loadu_ps(c + i * ldc + j);
-            if (bias != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
-            if (res != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i * ldr + j));
-            if (act == TDXL_ISA_ACT_NONE) {
-                _mm256_storeu_ps(y + i * ldy + j, v);
-            } else {
-                float t[8];
-                _mm256_storeu_ps(t, v);
-                for (int q = 0; q < 8; q++) y[i * ldy + j + q] = act_apply(t[q], act);
+        for (int64_t j = 0; j < n; j += 8) {
+            const int64_t w = n - j;
+            __m256 v = load_n(c + i * ldc + j, w);
+            if (bias != nullptr) v = _mm256_add_ps(v, load_n(bias + j, w));
+            if (res != nullptr) v = _mm256_add_ps(v, load_n(res + i * ldr + j, w));
+            store_n(y + i * ldy + j, act256(v, act), w);
+        }
+    }
+}
+
+// ---- GroupNorm and LayerNorm ----
+void gn_stats(const float *x, int64_t rows, int64_t c, double *sum, double *sumsq) {
+    for (int64_t j = 0; j < c; j += 8) {
+        const int64_t w = c - j;
+        double s_d[8] = {0}, q_d[8] = {0};
+        for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+            const int64_t r1 = r0 + 64 < rows ? r0 + 64 : rows;
+            __m256 s = _mm256_setzero_ps(), q = _mm256_setzero_ps();
+            for (int64_t r = r0; r < r1; r++) {
+                const __m256 v = load_n(x + r * c + j, w);
+                s = _mm256_add_ps(s, v);
+                q = _mm256_fmadd_ps(v, v, q);
+            }
+            float sf[8], qf[8];
+            _mm256_storeu_ps(sf, s);
+            _mm256_storeu_ps(qf, q);
+            for (int t = 0; t < 8; t++) {
+                s_d[t] += sf[t];
+                q_d[t] += qf[t];
             }
         }
-        for (; j < n; j++) {
-            float v = c[i * ldc + j];
-            if (bias != nullptr) v += bias[j];
-            if (res != nullptr) v += res[i * ldr + j];
-            y[i * ldy + j] = act_apply(v, act);
+        for (int t = 0; t < 8 && j + t < c; t++) {
+            sum[j + t] += s_d[t];
+            sumsq[j + t] += q_d[t];
+        }
+    }
+}
+
+void gn_apply(const float *x, float *y, int64_t rows, int64_t c, const float *scale, const float *shift,
+              int silu) {
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t j = 0; j < c; j += 8) {
+            const int64_t w = c - j;
+            __m256 v = _mm256_fmadd_ps(load_n(x + r * c + j, w), load_n(scale + j, w), load_n(shift + j, w));
+            if (silu) v = silu256(v);
+            store_n(y + r * c + j, v, w);
+        }
+    }
+}
+
+float hsum(__m256 v) {
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+
+void ln_rows(const float *x, float *y, int64_t rows, int64_t c, float eps, const float *gamma,
+             const float *beta) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c;
+        __m256 s = _mm256_setzero_ps();
+        for (int64_t j = 0; j < c; j += 8) s = _mm256_add_ps(s, load_n(xr + j, c - j));
+        const float mean = hsum(s) / static_cast<float>(c);
+        const __m256 mv = _mm256_set1_ps(mean);
+        __m256 q = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= c; j += 8) {
+            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + j), mv);
+            q = _mm256_fmadd_ps(d, d, q);
+        }
+        float qs = hsum(q);
+        for (; j < c; j++) qs += (xr[j] - mean) * (xr[j] - mean);
+        const __m256 rv = _mm256_set1_ps(1.0f / std::sqrt(qs / static_cast<float>(c) + eps));
+        float *yr = y + r * c;
+        for (int64_t j = 0; j < c; j += 8) {
+            const int64_t w = c - j;
+            const __m256 d = _mm256_mul_ps(_mm256_sub_ps(load_n(xr + j, w), mv), rv);
+            store_n(yr + j, _mm256_fmadd_ps(d, load_n(gamma + j, w), load_n(beta + j, w)), w);
         }
     }
 }
@@ -150,7 +269,8 @@ const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX2, "avx2-bf16w", TDXL_BFMT_BF16_
                                     ukr_bf16w, nullptr, epilogue};
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX2, "avx2-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
                                    ukr_f32, nullptr, epilogue};
-const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, nullptr, 0, 0, 0, nullptr, nullptr, nullptr, fma_loop};
+const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, nullptr, 0, 0, 0,
+                           gn_stats, gn_apply, ln_rows, fma_loop};
 
 }  // namespace
 
