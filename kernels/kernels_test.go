@@ -373,3 +373,30 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+func TestConcurrentGenerateSerialised(t *testing.T) {
+	p := sharedPipeline(t)
+	var wg sync.WaitGroup
+	results := make([][]byte, 3)
+	errs := make([]error, 3)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := p.Generate(context.Background(), smallRequest(9))
+			if err == nil {
+				results[i] = pixels(res)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i := range results {
+		if errs[i] != nil {
+			t.Fatalf("goroutine %d: %v", i, errs[i])
+		}
+		if !bytes.Equal(results[i], results[0]) {
+			t.Errorf("goroutine %d got a different image", i)
+		}
+	}
+}
