@@ -122,11 +122,10 @@ func (c *Ctx) Threads() int { return int(C.tdxl_isa_ctx_threads(c.p)) }
 
 // Weight is a packed weight. Conv weights have KH, KW > 0.
 type Weight struct {
-	p             *C.tdxl_isa_weight
-	N, K, Cin     int
-	KH, KW        int
-	conv          bool
-	residentBytes int
+	p         *C.tdxl_isa_weight
+	N, K, Cin int
+	KH, KW    int
+	conv      bool
 }
 
 // Free releases the packed weight; calling it twice is fine.
