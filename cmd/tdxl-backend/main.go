@@ -1,6 +1,6 @@
 // Command tdxl-backend serves the text-to-image API (package backend) on tdxl's own inference core
 // (package kernels). Subcommands: serve (the default), synth (write a random-weight model) and
-// bench (the core's benchmark, once package kernels/bench lands). See `tdxl-backend --help`.
+// bench (the core's benchmark, kernels/bench). See `tdxl-backend --help`.
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/tdxl/tdxl/kernels/bench"
 	"github.com/tdxl/tdxl/kernels/synth"
 )
 
@@ -28,6 +29,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return serve(ctx, args[1:], os.LookupEnv, stdout, stderr)
 		case "synth":
 			return synth.Main(ctx, args[1:], stdout, stderr)
+		case "bench":
+			return bench.Main(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return serve(ctx, args, os.LookupEnv, stdout, stderr)

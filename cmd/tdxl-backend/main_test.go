@@ -269,3 +269,14 @@ func TestDefaultModelSynthesizedOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "/xdg/tdxl", root)
 }
+
+func TestSubcommandsDispatch(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "m")
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"synth", "--preset", "tiny", "--seed", "2", "--out", out}, &stdout, &stderr), stderr.String())
+	_, err := os.Stat(filepath.Join(out, "unet", "config.json"))
+	require.NoError(t, err)
+	stderr.Reset()
+	assert.NotEqual(t, 0, run(context.Background(), []string{"bench", "--no-such-flag"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "tdxl-backend bench")
+}
