@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -75,7 +75,7 @@ func ReadValuesFiles(paths ...string) (map[string]any, error) {
 
 // Render renders the chart as `helm template tdxl DIR -f ...` would, with user values vals (nil: the
 // chart's defaults), validating them against values.schema.json when the chart has one. It returns the
-// non-empty documents sorted by source, the NOTES.txt text apart.
+// non-empty documents in Helm's install order, the NOTES.txt text apart.
 func Render(ch *chart.Chart, vals map[string]any) (docs []Doc, notes string, err error) {
 	return RenderFor(ch, vals, "")
 }
@@ -102,52 +102,28 @@ func RenderFor(ch *chart.Chart, vals map[string]any, kubeVersion string) (docs [
 	if err != nil {
 		return nil, "", fmt.Errorf("rendering chart: %w", err)
 	}
-	names := make([]string, 0, len(out))
-	for name := range out {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		text := out[name]
+	for name, text := range out {
 		if strings.HasSuffix(name, "NOTES.txt") {
 			notes = text
-			continue
+			delete(out, name)
 		}
-		for _, part := range splitDocs(text) {
-			docs = append(docs, Doc{Source: name, YAML: part})
-		}
+	}
+	// Split and order the documents exactly as `helm template` / `helm install` do.
+	_, manifests, err := releaseutil.SortManifests(out, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, "", fmt.Errorf("sorting manifests: %w", err)
+	}
+	for _, m := range manifests {
+		docs = append(docs, Doc{Source: m.Name, YAML: m.Content})
 	}
 	return docs, notes, nil
 }
 
-// splitDocs splits a multi-document YAML stream, dropping documents that are empty or only comments.
-func splitDocs(text string) []string {
-	var docs []string
-	for _, part := range strings.Split("\n"+text, "\n---") {
-		part = strings.TrimLeft(part, "\n")
-		if isBlank(part) {
-			continue
-		}
-		docs = append(docs, strings.TrimRight(part, "\n")+"\n")
-	}
-	return docs
-}
-
-func isBlank(doc string) bool {
-	for _, line := range strings.Split(doc, "\n") {
-		line = strings.TrimSpace(line)
-		if line != "" && !strings.HasPrefix(line, "#") {
-			return false
-		}
-	}
-	return true
-}
-
-// Format writes docs the way `helm template` prints them.
+// Format writes docs byte for byte the way `helm template` prints them.
 func Format(docs []Doc) []byte {
 	var b bytes.Buffer
 	for _, d := range docs {
-		fmt.Fprintf(&b, "---\n# Source: %s\n%s", d.Source, d.YAML)
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", d.Source, d.YAML)
 	}
 	return b.Bytes()
 }

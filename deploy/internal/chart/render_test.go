@@ -36,8 +36,7 @@ func TestDecodeStrict(t *testing.T) {
 	assert.True(t, errors.Is(err, ErrUnknownKind))
 }
 
-func TestSplitDocs(t *testing.T) {
-	docs := splitDocs("---\n# only a comment\n---\na: 1\n---\n\nb: 2\n")
-	assert.Equal(t, []string{"a: 1\n", "b: 2\n"}, docs)
-	assert.Equal(t, "---\n# Source: x\na: 1\n", string(Format([]Doc{{Source: "x", YAML: "a: 1\n"}})))
+func TestFormat(t *testing.T) {
+	assert.Equal(t, "---\n# Source: x\na: 1\n---\n# Source: y\nb: 2\n",
+		string(Format([]Doc{{Source: "x", YAML: "a: 1"}, {Source: "y", YAML: "b: 2"}})))
 }
