@@ -183,6 +183,21 @@ int tdxl_pipe_set_tensor(tdxl_pipe* p, int component, const char* name, int dtyp
   return rc;
 }
 
+int64_t tdxl_pipe_params(const tdxl_pipe* p, int component, char* buf, size_t buflen) {
+  try {
+    if (!p || component < 0 || component > 3) return -1;
+    const std::string s = p->reg[component].list();
+    if (buf && buflen > 0) {
+      const size_t n = std::min(buflen - 1, s.size());
+      std::memcpy(buf, s.data(), n);
+      buf[n] = 0;
+    }
+    return static_cast<int64_t>(s.size());
+  } catch (...) {
+    return -1;
+  }
+}
+
 int tdxl_pipe_finish(tdxl_pipe* p, char* err, size_t errlen) {
   return guard(err, errlen, [&] {
     if (!p) throw Error("nil pipeline");

@@ -15,6 +15,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 )
 
@@ -224,4 +225,15 @@ func opGroupNorm(threads int, x, y []float32, B, HW, Ch, groups int, eps float32
 		return errors.New("tdxl_op_group_norm failed")
 	}
 	return nil
+}
+
+// params lists the parameters the core expects for a component ("name d0,d1,...").
+func (h *handle) params(component int) []string {
+	n := int64(C.tdxl_pipe_params(h.p, C.int(component), nil, 0))
+	if n <= 0 {
+		return nil
+	}
+	buf := make([]byte, n+1)
+	C.tdxl_pipe_params(h.p, C.int(component), (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	return strings.Split(strings.TrimSuffix(string(buf[:n]), "\n"), "\n")
 }

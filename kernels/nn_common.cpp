@@ -84,6 +84,20 @@ void Registry::finish() const {
     if (!kv.second.filled) throw Error("tensor " + kv.first + " missing");
 }
 
+std::string Registry::list() const {
+  std::string out;
+  for (const auto& kv : slots_) {
+    out += kv.first;
+    out += ' ';
+    for (size_t i = 0; i < kv.second.shape.size(); i++) {
+      if (i) out += ',';
+      out += std::to_string(kv.second.shape[i]);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
 void Linear::init(Registry& r, const std::string& name, int64_t in, int64_t out, bool bias) {
   N = out;
   K = in;

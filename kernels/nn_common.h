@@ -38,6 +38,8 @@ class Registry {
   // Throws naming the first parameter that never arrived.
   void finish() const;
   size_t size() const { return slots_.size(); }
+  // "name d0,d1,...\n" for every parameter, sorted by name.
+  std::string list() const;
 
  private:
   struct Slot {

@@ -89,6 +89,9 @@ int tdxl_pipe_new(const tdxl_pipe_config* cfg, tdxl_pipe** out, char* err, size_
 int tdxl_pipe_set_tensor(tdxl_pipe* p, int component, const char* name, int dtype,
                          const int64_t* shape, int ndim, const void* data, size_t nbytes,
                          char* err, size_t errlen);
+/* The parameters a component expects, one "name d0,d1,...\n" line each (sorted). Copies at most
+ * buflen-1 bytes plus a NUL; returns the full length (call again with a larger buffer if needed). */
+int64_t tdxl_pipe_params(const tdxl_pipe* p, int component, char* buf, size_t buflen);
 /* Checks that every parameter arrived. */
 int tdxl_pipe_finish(tdxl_pipe* p, char* err, size_t errlen);
 void tdxl_pipe_free(tdxl_pipe* p);
