@@ -1,6 +1,6 @@
 // avx2.cpp — the AVX2+FMA level: fp32 FMA GEMM micro-kernels (6 x 16, 12 ymm accumulators) with bf16
-// weights expanded on the fly (or fp32 weights), a vectorised epilogue, GroupNorm and LayerNorm. Attention
-// declines at this level (the reference level runs it).
+// weights expanded on the fly (or fp32 weights), a vectorised epilogue, blockwise online-softmax attention,
+// GroupNorm and LayerNorm.
 #include <cmath>
 #include <cstring>
 
@@ -244,6 +244,160 @@ void ln_rows(const float *x, float *y, int64_t rows, int64_t c, float eps, const
     }
 }
 
+// ---- attention: one (batch*head, block of kBQ query rows), keys in blocks of kBK (K^T per block) ----
+const int kBQ = 48, kBK = 64, kAMR = 6;
+
+__m256i lane_mask(int64_t n) {  // first n lanes set (n clamped to [0, 8])
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t c = n < 0 ? 0 : (n > 8 ? 8 : n);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(c)), idx);
+}
+
+// S[r][j0..j0+16) for kAMR rows over d; kt is the block's K^T [d][kBK] offset to the 16-key chunk.
+void attn_scores16(const float *const *q, const float *kt, int64_t d, float *s) {
+    __m256 acc[kAMR][2];
+#pragma GCC unroll 16
+    for (int r = 0; r < kAMR; r++) {
+        acc[r][0] = _mm256_setzero_ps();
+        acc[r][1] = _mm256_setzero_ps();
+    }
+    for (int64_t dd = 0; dd < d; dd++) {
+        const __m256 k0 = _mm256_loadu_ps(kt + dd * kBK), k1 = _mm256_loadu_ps(kt + dd * kBK + 8);
+#pragma GCC unroll 16
+        for (int r = 0; r < kAMR; r++) {
+            const __m256 qv = _mm256_set1_ps(q[r][dd]);
+            acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < kAMR; r++) {
+        _mm256_storeu_ps(s + r * kBK, acc[r][0]);
+        _mm256_storeu_ps(s + r * kBK + 8, acc[r][1]);
+    }
+}
+
+// O[r][dc..dc+16) += sum_j P[r][j] V[j][dc..] for kAMR rows, jn keys.
+void attn_pv16(const float *p, const float *vb, int64_t ldv, int64_t jn, int64_t dc, int64_t d, float *o,
+               int64_t ldo_s) {
+    const __m256i m0 = lane_mask(d - dc), m1 = lane_mask(d - dc - 8);
+    __m256 acc[kAMR][2];
+#pragma GCC unroll 16
+    for (int r = 0; r < kAMR; r++) {
+        acc[r][0] = _mm256_loadu_ps(o + r * ldo_s + dc);
+        acc[r][1] = _mm256_loadu_ps(o + r * ldo_s + dc + 8);
+    }
+    for (int64_t j = 0; j < jn; j++) {
+        const float *vr = vb + j * ldv + dc;
+        const __m256 v0 = _mm256_maskload_ps(vr, m0), v1 = _mm256_maskload_ps(vr + 8, m1);
+#pragma GCC unroll 16
+        for (int r = 0; r < kAMR; r++) {
+            const __m256 pv = _mm256_set1_ps(p[r * kBK + j]);
+            acc[r][0] = _mm256_fmadd_ps(pv, v0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(pv, v1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < kAMR; r++) {
+        _mm256_storeu_ps(o + r * ldo_s + dc, acc[r][0]);
+        _mm256_storeu_ps(o + r * ldo_s + dc + 8, acc[r][1]);
+    }
+}
+
+float hmax(__m256 v) {
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    float m = t[0];
+    for (int i = 1; i < 8; i++) m = t[i] > m ? t[i] : m;
+    return m;
+}
+
+void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) {
+    const int64_t bi = bh / a->heads, h = bh % a->heads, d = a->d;
+    const int64_t q1 = q0 + kBQ < a->tq ? q0 + kBQ : a->tq;
+    const int64_t nrows = q1 - q0, nrows_pad = (nrows + kAMR - 1) / kAMR * kAMR;
+    const float *qb = a->q + bi * a->tq * a->ldq + h * d;
+    const float *vb = a->v + bi * a->tk * a->ldv + h * d;
+    const float *kt = a->kt + bh * d * a->tk_pad;
+    float *ob = a->o + bi * a->tq * a->ldo + h * d;
+    const int64_t ldo_s = (d + 15) / 16 * 16;  // O rows padded to whole 16-float chunks (zeros beyond d)
+    float *oacc = scratch;                      // [kBQ][ldo_s]
+    float *sblk = oacc + kBQ * ldo_s;           // [kBQ][kBK]
+    float *mrow = sblk + kBQ * kBK;             // [kBQ]
+    float *lrow = mrow + kBQ;                   // [kBQ]
+    memset(oacc, 0, sizeof(float) * static_cast<size_t>(nrows_pad * ldo_s));
+    for (int64_t r = 0; r < nrows_pad; r++) {
+        mrow[r] = -INFINITY;
+        lrow[r] = 0.0f;
+    }
+    const int64_t shift = a->tk - a->tq;
+    int64_t kend = a->tk;
+    if (a->causal) {
+        kend = (q1 - 1) + shift + 1;
+        if (kend > a->tk) kend = a->tk;
+    }
+    const float *qrows[kAMR];
+    for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
+        const int64_t jn = kend - j0 < kBK ? kend - j0 : kBK;
+        for (int64_t r0 = 0; r0 < nrows_pad; r0 += kAMR) {
+            for (int r = 0; r < kAMR; r++) {
+                int64_t qi = q0 + r0 + r;
+                if (qi >= q1) qi = q1 - 1;
+                qrows[r] = qb + qi * a->ldq;
+            }
+            for (int64_t c0 = 0; c0 < jn; c0 += 16) attn_scores16(qrows, kt + j0 * d + c0, d, sblk + r0 * kBK + c0);
+        }
+        for (int64_t r = 0; r < nrows_pad; r++) {
+            int64_t qi = q0 + r;
+            if (qi >= q1) qi = q1 - 1;
+            int64_t vis = jn;
+            if (a->causal) {
+                const int64_t lim = qi + shift + 1 - j0;
+                vis = lim < vis ? lim : vis;
+            }
+            float *s = sblk + r * kBK;
+            if (vis <= 0) {
+                memset(s, 0, sizeof(float) * kBK);
+                continue;
+            }
+            const __m256 sc = _mm256_set1_ps(a->scale), ninf = _mm256_set1_ps(-INFINITY);
+            __m256 mx = ninf;
+            for (int64_t c = 0; c < kBK; c += 8) {
+                const __m256 valid = _mm256_castsi256_ps(lane_mask(vis - c));
+                const __m256 x = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + c), sc), valid);
+                _mm256_storeu_ps(s + c, x);
+                mx = _mm256_max_ps(mx, x);
+            }
+            const float bmax = hmax(mx);
+            const float mnew = mrow[r] > bmax ? mrow[r] : bmax;
+            const float corr = mrow[r] == -INFINITY ? 0.0f : std::exp(mrow[r] - mnew);
+            const __m256 mv = _mm256_set1_ps(mnew);
+            __m256 sum = _mm256_setzero_ps();
+            for (int64_t c = 0; c < kBK; c += 8) {
+                const __m256 valid = _mm256_castsi256_ps(lane_mask(vis - c));
+                const __m256 p = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), mv)), valid);
+                _mm256_storeu_ps(s + c, p);
+                sum = _mm256_add_ps(sum, p);
+            }
+            lrow[r] = lrow[r] * corr + hsum(sum);
+            mrow[r] = mnew;
+            if (corr != 1.0f) {
+                float *orow = oacc + r * ldo_s;
+                const __m256 cv = _mm256_set1_ps(corr);
+                for (int64_t c = 0; c < ldo_s; c += 8) _mm256_storeu_ps(orow + c, _mm256_mul_ps(cv, _mm256_loadu_ps(orow + c)));
+            }
+        }
+        for (int64_t r0 = 0; r0 < nrows_pad; r0 += kAMR)
+            for (int64_t dc = 0; dc < d; dc += 16)
+                attn_pv16(sblk + r0 * kBK, vb + j0 * a->ldv, a->ldv, jn, dc, d, oacc + r0 * ldo_s, ldo_s);
+    }
+    for (int64_t r = 0; r < nrows; r++) {
+        const float inv = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
+        float *dst = ob + (q0 + r) * a->ldo;
+        for (int64_t c = 0; c < d; c++) dst[c] = oacc[r * ldo_s + c] * inv;
+    }
+}
+
 double fma_loop(int64_t iters) {
     __m256 acc[12];
     #pragma GCC unroll 16
@@ -269,7 +423,7 @@ const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX2, "avx2-bf16w", TDXL_BFMT_BF16_
                                     ukr_bf16w, nullptr, epilogue};
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX2, "avx2-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
                                    ukr_f32, nullptr, epilogue};
-const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, nullptr, 0, 0, 0,
+const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, attn_task, 1, kBQ, kBK,
                            gn_stats, gn_apply, ln_rows, fma_loop};
 
 }  // namespace
