@@ -44,7 +44,7 @@ func assertAttested(t *testing.T, objs *Objects, tee string) (be, gw corev1.Cont
 
 	assert.Equal(t, []string{"/usr/local/bin/tdxl-gateway"}, gw.Command)
 	assert.Equal(t, be.Image, gw.Image)
-	for _, a := range []string{"--listen=:8443", "--backend=http://127.0.0.1:5000", "--tee=" + tee} {
+	for _, a := range []string{"--listen=:8443", "--backend=http://127.0.0.1:5000", "--tee=" + tee, "--shutdown-grace=90s"} {
 		assert.True(t, hasArg(gw, a), "gateway args %v lack %s", gw.Args, a)
 	}
 	require.Len(t, gw.Ports, 1)
@@ -239,6 +239,8 @@ attestation: {enabled: true, tee: none}`)
 	}
 	be := container(t, pod, "backend")
 	assert.True(t, hasArg(be, "--grace=110s"), "backend args %v", be.Args)
+	gw := container(t, pod, "gateway")
+	assert.True(t, hasArg(gw, "--shutdown-grace=110s"), "gateway args %v", gw.Args)
 	assert.Equal(t, intstr.FromInt32(2), *objs.PDB.Spec.MinAvailable)
 
 	// The sleep action is Kubernetes >= 1.30: older clusters get a clear error, not a dropped field.

@@ -64,7 +64,7 @@ func TestChartArgsMatchBinaryFlags(t *testing.T) {
 	// The important ones were exercised.
 	for _, f := range []string{"tdxl-backend --listen", "tdxl-backend --model-dir", "tdxl-backend --output-dir",
 		"tdxl-backend --grace", "tdxl-gateway --tee", "tdxl-gateway --backend", "tdxl-gateway --tls",
-		"tdxl-gateway --acme-domains", "tdxl-gateway --tls-cert"} {
+		"tdxl-gateway --acme-domains", "tdxl-gateway --tls-cert", "tdxl-gateway --shutdown-grace"} {
 		assert.True(t, seen[f], "no rendering passed %s", f)
 	}
 }

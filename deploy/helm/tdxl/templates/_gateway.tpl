@@ -48,6 +48,7 @@ Quote access without privileged mode (tee auto|tdx|sev-snp):
     - --tls-cert=/etc/tdxl/tls/tls.crt
     - --tls-key=/etc/tdxl/tls/tls.key
     {{- end }}
+    - --shutdown-grace={{ include "tdxl.graceSeconds" . }}s
     {{- range $a.extraArgs }}
     - {{ . | quote }}
     {{- end }}
