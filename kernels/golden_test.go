@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -143,7 +144,7 @@ func (g *goldenRun) unetCase(t *testing.T, c goldenCase) {
 	ehs, eshape := g.v.f32(t, c.File, rawString(t, c.Inputs, "encoder_hidden_states"))
 	te, _ := g.v.f32(t, c.File, rawString(t, c.Inputs, "text_embeds"))
 	tids, _ := g.v.f32(t, c.File, rawString(t, c.Inputs, "time_ids"))
-	ts := float32(rawNumber(t, c.Inputs, "timestep"))
+	ts := float32(g.scalar(t, c, "timestep"))
 	B, lh, lw := int(shape[0]), int(shape[2]), int(shape[3])
 	out := make([]float32, len(sample))
 	h.debugEnable(true)
@@ -167,6 +168,20 @@ func (g *goldenRun) unetCase(t *testing.T, c goldenCase) {
 	}
 }
 
+// scalar reads an input given either as a number or as the name of a 0-dim/1-element tensor.
+func (g *goldenRun) scalar(t *testing.T, c goldenCase, key string) float64 {
+	t.Helper()
+	var name string
+	if err := json.Unmarshal(c.Inputs[key], &name); err == nil {
+		d, _ := g.v.f32(t, c.File, name)
+		if len(d) != 1 {
+			t.Fatalf("input %s: tensor %s has %d values, want 1", key, name, len(d))
+		}
+		return float64(d[0])
+	}
+	return rawNumber(t, c.Inputs, key)
+}
+
 func (g *goldenRun) tap(t *testing.T, name string) ([]float32, bool) {
 	d, _ := g.p.h.debugGet(name)
 	if d == nil {
@@ -179,7 +194,7 @@ func (g *goldenRun) tap(t *testing.T, name string) ([]float32, bool) {
 func (g *goldenRun) vaeCase(t *testing.T, c goldenCase) {
 	h := g.p.h
 	lat, shape := g.v.f32(t, c.File, rawString(t, c.Inputs, "latents"))
-	if sf := rawNumber(t, c.Inputs, "scaling_factor"); float32(sf) != float32(g.vaeScaling()) {
+	if sf := g.scalar(t, c, "scaling_factor"); float32(sf) != float32(g.vaeScaling()) {
 		t.Errorf("scaling_factor %v in manifest, %v in the model config", sf, g.vaeScaling())
 	}
 	B, lh, lw := int(shape[0]), int(shape[2]), int(shape[3])
