@@ -86,7 +86,9 @@ extern "C" int tdxl_isa_attention(tdxl_isa_ctx *ctx, int64_t b, int64_t tq, int6
     a.tk_pad = (tk + bk - 1) / bk * bk;
     j.bk = bk;
     const int64_t bq_pad = a.bq + 16, d_pad = (d + 15) / 16 * 16;
-    const size_t scratch = sizeof(float) * static_cast<size_t>(bq_pad * d_pad + bq_pad * bk + 4 * bq_pad + tk + 64);
+    // O accumulator, score block, row maxima and 16 partial denominators per row (+ ref's Tk row)
+    const size_t scratch =
+        sizeof(float) * static_cast<size_t>(bq_pad * d_pad + bq_pad * bk + 18 * bq_pad + tk + 64);
     int rc = tdxl_ctx_reserve(ctx, scratch);
     if (rc != TDXL_ISA_OK) return rc;
     if (j.ops->attn_wants_kt) {

@@ -244,12 +244,10 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
     float *oacc = scratch;                       // [kBQ][ldo_s]
     float *sblk = oacc + kBQ * ldo_s;            // [kBQ][kBK]
     float *mrow = sblk + kBQ * kBK;              // [kBQ]
-    float *lrow = mrow + kBQ;                    // [kBQ]
+    float *lvec = mrow + kBQ;                    // [kBQ][16] partial sums of the softmax denominators
     memset(oacc, 0, sizeof(float) * static_cast<size_t>(nrows_pad * ldo_s));
-    for (int64_t r = 0; r < nrows_pad; r++) {
-        mrow[r] = -INFINITY;
-        lrow[r] = 0.0f;
-    }
+    memset(lvec, 0, sizeof(float) * static_cast<size_t>(nrows_pad * 16));
+    for (int64_t r = 0; r < nrows_pad; r++) mrow[r] = -INFINITY;
     const int64_t shift = a->tk - a->tq;  // causal: key j visible to query i when j <= i + shift
     int64_t kend = a->tk;
     if (a->causal) {
@@ -291,7 +289,8 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
                 _mm512_storeu_ps(s + v * 16, x);
                 mx = _mm512_max_ps(mx, x);
             }
-            const float mnew = mrow[r] > hmax(mx) ? mrow[r] : hmax(mx);
+            const float bmax = hmax(mx);
+            const float mnew = mrow[r] > bmax ? mrow[r] : bmax;
             const float corr = mrow[r] == -INFINITY ? 0.0f : std::exp(mrow[r] - mnew);
             const __m512 mv = _mm512_set1_ps(mnew);
             __m512 sum = _mm512_setzero_ps();
@@ -303,7 +302,9 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
                 _mm512_storeu_ps(s + v * 16, pm);
                 sum = _mm512_add_ps(sum, pm);
             }
-            lrow[r] = lrow[r] * corr + _mm512_reduce_add_ps(sum);
+            // l kept as 16 partial sums per row (one horizontal add at the end, not one per block)
+            float *lv = lvec + r * 16;
+            _mm512_storeu_ps(lv, _mm512_fmadd_ps(_mm512_loadu_ps(lv), _mm512_set1_ps(corr), sum));
             mrow[r] = mnew;
             if (corr != 1.0f) {
                 float *orow = oacc + r * ldo_s;
@@ -316,8 +317,8 @@ void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) 
                 attn_pv(sblk + r0 * kBK, vb + j0 * a->ldv, a->ldv, jn, dc, d, oacc + r0 * ldo_s, ldo_s);
     }
     for (int64_t r = 0; r < nrows; r++) {
-        const float inv = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
-        const __m512 iv = _mm512_set1_ps(inv);
+        const float l = _mm512_reduce_add_ps(_mm512_loadu_ps(lvec + r * 16));
+        const __m512 iv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
         float *dst = ob + (q0 + r) * a->ldo;
         for (int64_t c = 0; c < d; c += 16) {
             const __mmask16 mk = tail_mask(d - c);

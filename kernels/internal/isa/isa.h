@@ -79,7 +79,9 @@ int tdxl_isa_ctx_threads(const tdxl_isa_ctx *ctx);
 
 /* Packed weights of a linear layer (W [n][k], any dtype) or a conv (W [cout][cin][kh][kw]).
  * The path that packs is the first at or below ctx's level that accepts `resident`; tdxl_isa_weight_level
- * says which. Packing allocates; nothing on the GEMM hot path does (scratch grows once per context). */
+ * says which. Packing allocates. The ops themselves allocate only when a call needs more per-thread or
+ * shared scratch than the context has had so far (it then grows once and is kept): run each op once at the
+ * largest shape at load time and later calls allocate nothing. */
 typedef struct tdxl_isa_weight tdxl_isa_weight;
 int tdxl_isa_weight_pack_linear(tdxl_isa_ctx *ctx, const void *w, int dtype, int64_t n, int64_t k,
                                 int resident, tdxl_isa_weight **out);
