@@ -420,9 +420,9 @@ double fma_loop(int64_t iters) {
 }
 
 const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX2, "avx2-bf16w", TDXL_BFMT_BF16_PAIR8, 0, kMR, kNR, 512, 1,
-                                    ukr_bf16w, nullptr, epilogue};
+                                    ukr_bf16w, nullptr, epilogue, nullptr};
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX2, "avx2-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
-                                   ukr_f32, nullptr, epilogue};
+                                   ukr_f32, nullptr, epilogue, nullptr};
 const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, attn_task, 1, kBQ, kBK,
                            gn_stats, gn_apply, ln_rows, fma_loop};
 

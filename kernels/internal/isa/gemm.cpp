@@ -222,6 +222,7 @@ void gemm_task(void *arg, int64_t task, int tid) {
             }
         }
     }
+    if (kern->finish != nullptr) kern->finish();
     kern->epilogue(mlen, nlen, ctile, ldc, g->y + m0 * g->ldy + n0, g->ldy,
                    g->bias == nullptr ? nullptr : g->bias + n0,
                    g->res == nullptr ? nullptr : g->res + m0 * g->ldr + n0, g->ldr, g->act);

@@ -47,6 +47,12 @@ void emu_store(int t, void *base, int64_t stride) {
     for (int r = 0; r < x.rows; r++) memcpy(static_cast<char *>(base) + r * stride, x.data[r], x.colsb);
 }
 void emu_zero(int t) { memset(emu_tmm[t].data, 0, sizeof(emu_tmm[t].data)); }
+void emu_release() {
+    for (int t = 0; t < 8; t++) {
+        emu_tmm[t].rows = 0;
+        emu_tmm[t].colsb = 0;
+    }
+}
 // TDPBF16PS: C.fp32[m][n] += sum_k A.bf16[m][2k+i] * B.bf16[k][2n+i], i = 0, 1.
 void emu_dpbf16ps(int c, int a, int b) {
     emu_tile &tc = emu_tmm[c];
@@ -68,6 +74,7 @@ void emu_dpbf16ps(int c, int a, int b) {
     }
 }
 #define TDXL_TILE_CONFIG() emu_config()
+#define TDXL_TILE_RELEASE() emu_release()
 #define TDXL_TILE_LOAD(t, p, s) emu_load(t, p, s)
 #define TDXL_TILE_STORE(t, p, s) emu_store(t, p, s)
 #define TDXL_TILE_ZERO(t) emu_zero(t)
@@ -93,6 +100,7 @@ void amx_config() {
     _tile_loadconfig(&cfg);
 }
 #define TDXL_TILE_CONFIG() amx_config()
+#define TDXL_TILE_RELEASE() _tile_release()
 #define TDXL_TILE_LOAD(t, p, s) _tile_loadd(t, p, s)
 #define TDXL_TILE_STORE(t, p, s) _tile_stored(t, p, s)
 #define TDXL_TILE_ZERO(t) _tile_zero(t)
@@ -100,8 +108,16 @@ void amx_config() {
 
 #endif
 
-// Tiles are configured once per thread (the pool's threads live as long as their context).
+// Tiles are configured lazily by the first micro-kernel a thread runs in a task and released by
+// amx_finish after its task (oneDNN's configure/release pairing).
 thread_local bool tile_configured = false;
+
+void amx_finish() {
+    if (tile_configured) {
+        TDXL_TILE_RELEASE();
+        tile_configured = false;
+    }
+}
 
 void amx_ukr(int64_t kc, const float *const *, const uint16_t *abf, int64_t lda, const void *bv, float *c,
              int64_t ldc, int accumulate) {

@@ -55,6 +55,8 @@ typedef struct tdxl_gemm_kernel {
     tdxl_ukr_fn ukr;
     tdxl_pack_a_fn pack_a; /* NULL unless a_bf16 */
     tdxl_epilogue_fn epilogue;
+    void (*finish)(void); /* NULL, or called by each thread after its last micro-kernel of a task (AMX:
+                             release the tiles, so an idle thread does not carry 8 KiB of tile state) */
 } tdxl_gemm_kernel;
 
 /* Attention work item: one (batch, head, block of query rows). */

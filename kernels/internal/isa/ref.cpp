@@ -148,9 +148,9 @@ double fma_loop(int64_t iters) {
 }
 
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_REF, "ref-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
-                                   ukr_f32, nullptr, epilogue};
+                                   ukr_f32, nullptr, epilogue, nullptr};
 const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_REF, "ref-bf16w", TDXL_BFMT_BF16_PANEL, 0, kMR, kNR, 256, 1,
-                                    ukr_bf16, nullptr, epilogue};
+                                    ukr_bf16, nullptr, epilogue, nullptr};
 const tdxl_isa_ops kOps = {TDXL_ISA_REF, &kGemmBF16, &kGemmF32, attn_task, 0, 16, 0,
                            gn_stats, gn_apply, ln_rows, fma_loop};
 
