@@ -44,6 +44,8 @@ func (p *Pipeline) validate(req *Request) error {
 		return badRequest("width %d: must be a multiple of %d in [%d, %d]", req.Width, m.vaeScale, m.vaeScale, MaxImageSide)
 	case req.Height < m.vaeScale || req.Height > MaxImageSide || req.Height%m.vaeScale != 0:
 		return badRequest("height %d: must be a multiple of %d in [%d, %d]", req.Height, m.vaeScale, m.vaeScale, MaxImageSide)
+	case req.Batch*req.Width*req.Height > MaxPixels:
+		return badRequest("batch %d of %dx%d exceeds %d pixels per request", req.Batch, req.Width, req.Height, MaxPixels)
 	case len(req.Prompts) != 1 && len(req.Prompts) != req.Batch:
 		return badRequest("%d prompts for batch %d (want 1 or %d)", len(req.Prompts), req.Batch, req.Batch)
 	}

@@ -65,6 +65,8 @@ const (
 	MaxSteps     = 50
 	MaxBatch     = 16
 	MaxImageSide = 2048
+	// MaxPixels bounds Batch×Width×Height (the VAE's activations grow with it): 4 images of 1024².
+	MaxPixels = 4 * 1024 * 1024
 )
 
 // Errors callers may branch on (errors.Is).

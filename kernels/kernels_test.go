@@ -200,6 +200,7 @@ func TestBadRequests(t *testing.T) {
 		"zero steps":              func(r *Request) { r.Steps = 0 },
 		"too many steps":          func(r *Request) { r.Steps = MaxSteps + 1 },
 		"zero batch":              func(r *Request) { r.Batch = 0 },
+		"too many pixels":         func(r *Request) { r.Width, r.Height, r.Batch = 2048, 2048, 2 },
 		"prompt count":            func(r *Request) { r.Prompts = []string{"a", "b", "c"} },
 		"no prompt":               func(r *Request) { r.Prompts = nil },
 		"init latents size":       func(r *Request) { r.InitLatents = make([]float32, 3) },
