@@ -76,6 +76,9 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// bodyReadTimeout bounds reading one request body.
+var bodyReadTimeout = 30 * time.Second
+
 // readBody reads at most cfg.MaxBodyBytes of the body.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *APIError) {
 	tooLarge := &APIError{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge,
@@ -83,6 +86,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *APIE
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return nil, tooLarge
 	}
+	// A body must arrive within bodyReadTimeout (no slow-drip bodies); the
+	// deadline is lifted afterwards so that it cannot cut a long generation
+	// (net/http cancels a request's context when a read deadline passes).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -176,11 +185,12 @@ func (s *Server) submit(r *http.Request, req Request) (*job, *APIError) {
 	}
 	switch err := s.queue.push(j); {
 	case errors.Is(err, errQueueFull):
-		j.cancel(errFinished)
-		return nil, &APIError{Status: http.StatusTooManyRequests, Code: CodeQueueFull,
+		e := &APIError{Status: http.StatusTooManyRequests, Code: CodeQueueFull,
 			Message: "too many requests are waiting; retry later", RetryAfter: s.retryAfter()}
+		j.finish(nil, e) // releases the job's context
+		return nil, e
 	case err != nil:
-		j.cancel(errFinished)
+		j.finish(nil, errDraining())
 		return nil, errDraining()
 	}
 	s.metrics.queueDepth.Set(float64(s.queue.len()))

@@ -13,10 +13,9 @@ import (
 
 // Causes of a job's context cancellation.
 var (
-	errTimeout    = errors.New("request timed out")
-	errShutdown   = errors.New("server shutting down")
-	errFinished   = errors.New("job finished")
-	errClientGone = errors.New("client disconnected")
+	errTimeout  = errors.New("request timed out")
+	errShutdown = errors.New("server shutting down")
+	errFinished = errors.New("job finished")
 )
 
 // worker runs queued jobs one at a time until the queue is closed and empty

@@ -60,7 +60,9 @@ func New(cfg Config, load Loader) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, load: load, store: store,
 		queue: newJobQueue(cfg.Queue), metrics: newMetrics(),
-		randSeed: func() int64 { return rand.Int64() },
+		// random seeds stay below 2^53 so that they survive JSON in every
+		// language (JavaScript numbers are doubles) and can be sent back
+		randSeed: func() int64 { return rand.Int64N(1 << 53) },
 		ready:    make(chan struct{}), workerDone: make(chan struct{}),
 		async: map[string]*job{},
 	}

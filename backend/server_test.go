@@ -285,3 +285,16 @@ func TestBaseURLRefusesInjectedHost(t *testing.T) {
 	assert.False(t, validHost("a@b"))
 	assert.True(t, validHost("[::1]:5000"))
 }
+
+// The body read deadline must not cut a generation that outlasts it (net/http
+// cancels a request's context when a read deadline passes).
+func TestBodyDeadlineDoesNotCancelLongJobs(t *testing.T) {
+	old := bodyReadTimeout
+	bodyReadTimeout = 50 * time.Millisecond
+	defer func() { bodyReadTimeout = old }()
+	eng := &testEngine{stepDelay: 100 * time.Millisecond}
+	ts := startReady(t, Config{}, eng)
+	r := post(t, ts.URL+"/api/text2image", `{"prompt":"p","step":3}`)
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	assert.Zero(t, eng.cancelled.Load())
+}

@@ -219,3 +219,15 @@ func TestMetricsExposed(t *testing.T) {
 		assert.Contains(t, m, want)
 	}
 }
+
+func TestRandomSeedIsDrawnAndJSONSafe(t *testing.T) {
+	ts := startReady(t, Config{}, &testEngine{})
+	seen := map[int64]bool{}
+	for i := 0; i < 5; i++ {
+		resp := decodeResponse(t, post(t, ts.URL+"/api/text2image", `{"prompt":"p","response_format":"b64_json"}`))
+		s := resp.Meta.Input.Seed
+		assert.True(t, s >= 0 && s < 1<<53, "seed %d must be exact as a JSON double", s)
+		seen[s] = true
+	}
+	assert.Greater(t, len(seen), 1, "seeds are random")
+}

@@ -259,6 +259,7 @@ func TestSeedReproducibleAndB64JSON(t *testing.T) {
 
 	// a random seed is drawn and echoed when none is sent, and reproduces the image
 	e := postOK(t, base+"/api/text2image", `{"prompt":"a red fox","step":2,"size":"64x64"}`)
+	assert.Less(t, e.Meta.Input.Seed, int64(1)<<53)
 	pe, _ := fetchPNG(t, e.Output[0].URL)
 	f := postOK(t, base+"/api/text2image", fmt.Sprintf(`{"prompt":"a red fox","step":2,"size":"64x64","seed":%d}`, e.Meta.Input.Seed))
 	pf, _ := fetchPNG(t, f.Output[0].URL)
