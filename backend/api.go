@@ -237,6 +237,18 @@ func (r *Request) validate(lim Limits) *APIError {
 	return nil
 }
 
+// checkEngineLimits refuses a batch the engine cannot make in one pass.
+func checkEngineLimits(info EngineInfo, r Request) *APIError {
+	if info.MaxBatch > 0 && r.Batch > info.MaxBatch {
+		return badRequest(CodeInvalidBatch, "batch %d exceeds the engine's limit of %d images per pass", r.Batch, info.MaxBatch)
+	}
+	if info.MaxBatchPixels > 0 && r.Batch*r.Width*r.Height > info.MaxBatchPixels {
+		return badRequest(CodeInvalidBatch, "batch %d of %s exceeds the engine's limit of %d pixels per pass (at most %d images of this size; use number for more)",
+			r.Batch, r.Size, info.MaxBatchPixels, max(1, info.MaxBatchPixels/(r.Width*r.Height)))
+	}
+	return nil
+}
+
 func sizeList(m map[string][2]int) string {
 	l := make([]string, 0, len(m))
 	for k := range m {

@@ -52,6 +52,11 @@ type EngineInfo struct {
 	ISA string
 	// Threads is the number of compute threads (0 if unknown).
 	Threads int
+	// MaxBatch is the largest batch one pass can make (0 = no limit).
+	MaxBatch int
+	// MaxBatchPixels bounds batch×width×height of one pass (0 = no limit);
+	// larger requests are refused with 400 before they are queued.
+	MaxBatchPixels int
 }
 
 // Loader opens the engine. The server calls it once, in the background,

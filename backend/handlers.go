@@ -172,8 +172,12 @@ func (s *Server) submit(r *http.Request, req Request) (*job, *APIError) {
 	if s.draining.Load() {
 		return nil, errDraining()
 	}
-	if s.currentEngine() == nil {
+	eng := s.currentEngine()
+	if eng == nil {
 		return nil, errNotReady()
+	}
+	if e := checkEngineLimits(eng.Info(), req); e != nil {
+		return nil, e
 	}
 	parent := r.Context()
 	if req.Async {

@@ -298,3 +298,23 @@ func TestBodyDeadlineDoesNotCancelLongJobs(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
 	assert.Zero(t, eng.cancelled.Load())
 }
+
+type limitedEngine struct{ testEngine }
+
+func (e *limitedEngine) Info() EngineInfo {
+	return EngineInfo{Model: "limited", MaxBatch: 8, MaxBatchPixels: 2 * 1024 * 1024}
+}
+
+func TestEngineLimitsRefusedBeforeQueueing(t *testing.T) {
+	eng := &limitedEngine{}
+	ts := startReady(t, Config{}, eng)
+	r := post(t, ts.URL+"/api/text2image", `{"prompt":"p","size":"1024x1024","batch":3}`)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+	assert.Equal(t, CodeInvalidBatch, r.errCode(t))
+	assert.Contains(t, string(r.Body), "at most 2 images")
+	r = post(t, ts.URL+"/api/text2image", `{"prompt":"p","batch":9}`)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+	assert.Equal(t, CodeInvalidBatch, r.errCode(t))
+	assert.Zero(t, eng.calls.Load())
+	assert.Equal(t, http.StatusOK, post(t, ts.URL+"/api/text2image", `{"prompt":"p","size":"1024x1024","batch":2}`).Status)
+}

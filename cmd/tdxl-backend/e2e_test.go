@@ -342,3 +342,14 @@ func TestAsyncWithProgress(t *testing.T) {
 	p2, _ := fetchPNG(t, final.Output[1].URL)
 	assert.Equal(t, p1, p2)
 }
+
+// The core's per-pass limits are refused with 400 before queueing, never
+// as a 500 from the engine.
+func TestCoreLimitsAre400(t *testing.T) {
+	base := startService(t, backend.Config{})
+	status, b := curlPost(t, base+"/api/text2image", `{"prompt":"p","size":"1024x1024","batch":5}`)
+	require.Equal(t, http.StatusBadRequest, status, "%s", b)
+	var eb backend.ErrorBody
+	require.NoError(t, json.Unmarshal(b, &eb))
+	assert.Equal(t, backend.CodeInvalidBatch, eb.Error.Code)
+}

@@ -34,7 +34,8 @@ func (e pipelineEngine) Generate(ctx context.Context, r backend.EngineRequest) (
 
 func (e pipelineEngine) Info() backend.EngineInfo {
 	i := e.p.Info()
-	return backend.EngineInfo{Model: i.Model, ISA: i.ISA, Threads: i.Threads}
+	return backend.EngineInfo{Model: i.Model, ISA: i.ISA, Threads: i.Threads,
+		MaxBatch: kernels.MaxBatch, MaxBatchPixels: kernels.MaxPixels}
 }
 
 // defaultModelVersion names the cache folder of the embedded default model;
