@@ -172,6 +172,26 @@ void epilogue(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64
     }
 }
 
+void epilogue_geglu(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64_t ldy, const float *bias,
+                    int64_t nout, int p) {
+    for (int64_t i = 0; i < m; i++) {
+        const float *ci = c + i * ldc;
+        for (int64_t j = 0; j * 2 * p < n; j++) {
+            for (int t = 0; t < p; t += 8) {
+                const int64_t o = j * p + t;
+                if (o >= nout) break;
+                const int64_t ca = j * 2 * p + t, cg = ca + p;
+                __m256 a = _mm256_loadu_ps(ci + ca), g = _mm256_loadu_ps(ci + cg);
+                if (bias != nullptr) {
+                    a = _mm256_add_ps(a, _mm256_loadu_ps(bias + ca));
+                    g = _mm256_add_ps(g, _mm256_loadu_ps(bias + cg));
+                }
+                store_n(y + i * ldy + o, _mm256_mul_ps(a, gelu256(g)), nout - o);
+            }
+        }
+    }
+}
+
 // ---- GroupNorm and LayerNorm ----
 void gn_stats(const float *x, int64_t rows, int64_t c, double *sum, double *sumsq) {
     for (int64_t j = 0; j < c; j += 8) {
@@ -420,9 +440,9 @@ double fma_loop(int64_t iters) {
 }
 
 const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX2, "avx2-bf16w", TDXL_BFMT_BF16_PAIR8, 0, kMR, kNR, 512, 1,
-                                    ukr_bf16w, nullptr, epilogue, nullptr};
+                                    ukr_bf16w, nullptr, epilogue, epilogue_geglu, nullptr};
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX2, "avx2-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
-                                   ukr_f32, nullptr, epilogue, nullptr};
+                                   ukr_f32, nullptr, epilogue, epilogue_geglu, nullptr};
 const tdxl_isa_ops kOps = {TDXL_ISA_AVX2, &kGemmBF16, &kGemmF32, attn_task, 1, kBQ, kBK,
                            gn_stats, gn_apply, ln_rows, fma_loop};
 

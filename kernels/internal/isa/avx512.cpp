@@ -167,6 +167,27 @@ void epilogue(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64
     }
 }
 
+void epilogue_geglu(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64_t ldy, const float *bias,
+                    int64_t nout, int p) {
+    for (int64_t i = 0; i < m; i++) {
+        const float *ci = c + i * ldc;
+        for (int64_t j = 0; j * 2 * p < n; j++) {
+            for (int t = 0; t < p; t += 16) {
+                const int64_t o = j * p + t;
+                if (o >= nout) break;
+                const __mmask16 mk = tail_mask(nout - o);
+                const int64_t ca = j * 2 * p + t, cg = ca + p;
+                __m512 a = _mm512_loadu_ps(ci + ca), g = _mm512_loadu_ps(ci + cg);
+                if (bias != nullptr) {
+                    a = _mm512_add_ps(a, _mm512_loadu_ps(bias + ca));
+                    g = _mm512_add_ps(g, _mm512_loadu_ps(bias + cg));
+                }
+                _mm512_mask_storeu_ps(y + i * ldy + o, mk, _mm512_mul_ps(a, gelu512(g)));
+            }
+        }
+    }
+}
+
 // ---- attention: one (batch*head, block of bq query rows), keys in blocks of kBK ----
 const int kBQ = 48, kBK = 64, kAMR = 6;
 
@@ -416,9 +437,9 @@ double fma_loop(int64_t iters) {
 }
 
 const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_AVX512, "avx512-bf16w", TDXL_BFMT_BF16_PAIR16, 0, kMR, kNR, 256, 1,
-                                    ukr_bf16w, nullptr, epilogue, nullptr};
+                                    ukr_bf16w, nullptr, epilogue, epilogue_geglu, nullptr};
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_AVX512, "avx512-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 128, 1,
-                                   ukr_f32, nullptr, epilogue, nullptr};
+                                   ukr_f32, nullptr, epilogue, epilogue_geglu, nullptr};
 const tdxl_isa_ops kOps = {TDXL_ISA_AVX512, &kGemmBF16, &kGemmF32, attn_task, 1, kBQ, kBK,
                            gn_stats, gn_apply, ln_rows, fma_loop};
 

@@ -120,7 +120,7 @@ extern "C" const tdxl_isa_ops *tdxl_isa_ops_avx512bf16(void) {
     static const bool init = [] {
         const tdxl_isa_ops *base = tdxl_isa_ops_avx512();
         kern = {TDXL_ISA_AVX512BF16, "avx512bf16-vnni", TDXL_BFMT_BF16_VNNI, 1, kMR, kNR, 256, 2,
-                ukr, pack_a, base->gemm_bf16->epilogue, nullptr};
+                ukr, pack_a, base->gemm_bf16->epilogue, base->gemm_bf16->epilogue_geglu, nullptr};
         ops = *base;
         ops.level = TDXL_ISA_AVX512BF16;
         ops.gemm_bf16 = &kern;

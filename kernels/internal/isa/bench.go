@@ -175,6 +175,16 @@ func Report(out io.Writer, opts ReportOptions) (*ReportResult, error) {
 				fmaCPU = append(fmaCPU, row.PctCPU)
 			}
 		}
+		for _, s := range gemms {
+			if s.n < 5120 {
+				continue // the GEGLU projections: fused hidden * gelu(gate) epilogue
+			}
+			row, err := benchGEGLU(c, r, s, opts.MinTime, res)
+			if err != nil {
+				return nil, err
+			}
+			emit(row)
+		}
 		for _, s := range convs {
 			row, err := benchConv2D(c, r, s, opts.MinTime, res)
 			if err != nil {
@@ -275,6 +285,20 @@ func benchLinear(c *Ctx, r *rand.Rand, s gemmShape, minTime time.Duration, res *
 		Path: pathName(w)}
 	err = measure(c, &row, 2*float64(s.m)*float64(s.k)*float64(s.n), ownPeak(w, res), minTime, res,
 		func() error { return c.Linear(w, s.m, x, s.k, y, s.n, nil, nil, 0, ActNone) })
+	return row, err
+}
+
+func benchGEGLU(c *Ctx, r *rand.Rand, s gemmShape, minTime time.Duration, res *ReportResult) (ReportRow, error) {
+	w, err := c.PackGEGLU(f32bytes(randSlice(r, s.n*s.k, 0.05)), F32, s.n, s.k, randSlice(r, s.n, 0.1), false)
+	if err != nil {
+		return ReportRow{}, err
+	}
+	defer w.Free()
+	x, y := randSlice(r, s.m*s.k, 1), make([]float32, s.m*s.n/2)
+	row := ReportRow{Op: "geglu", Shape: fmt.Sprintf("M%d K%d N%d->%d %s", s.m, s.k, s.n, s.n/2, s.what), M: s.m,
+		Path: pathName(w)}
+	err = measure(c, &row, 2*float64(s.m)*float64(s.k)*float64(s.n), ownPeak(w, res), minTime, res,
+		func() error { return c.Linear(w, s.m, x, s.k, y, s.n/2, nil, nil, 0, ActNone) })
 	return row, err
 }
 

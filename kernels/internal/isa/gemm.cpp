@@ -23,6 +23,11 @@ struct tdxl_isa_weight {
     int64_t np = 0, kp = 0;     // padded sizes
     void *data = nullptr;
     size_t bytes = 0;
+    // GEGLU weights: GEMM columns are panels of nr = nr/2 "hidden" columns then their nr/2 gates; f is the
+    // output width (half the source rows); bias_perm is the bias in GEMM-column order (or NULL).
+    int geglu = 0;
+    int64_t f = 0;
+    float *bias_perm = nullptr;
 };
 
 namespace {
@@ -56,9 +61,21 @@ struct pack_job {
     int dtype;
 };
 
+// Source row of GEMM column n of a GEGLU weight, or -1 for a padding column.
+int64_t geglu_row(const tdxl_isa_weight *w, int64_t n) {
+    const int64_t p = w->kern->nr / 2, panel = n / w->kern->nr, t = n % w->kern->nr;
+    const int64_t out = panel * p + t % p;
+    if (out >= w->f) return -1;
+    return t < p ? out : w->f + out;
+}
+
 // Source element of GEMM column n, GEMM row kk (kk in (ky, kx, ci) order for convs).
 float src_at(const pack_job *j, int64_t n, int64_t kk) {
     const tdxl_isa_weight *w = j->w;
+    if (w->geglu) {
+        const int64_t r = geglu_row(w, n);
+        return r < 0 ? 0.0f : load_src(j->src, j->dtype, r * w->k + kk);
+    }
     if (!w->is_conv) return load_src(j->src, j->dtype, n * w->k + kk);
     const int64_t tap = kk / w->cin, ci = kk % w->cin;
     const int64_t ky = tap / w->kw, kx = tap % w->kw;
@@ -102,6 +119,7 @@ int pack_common(tdxl_isa_ctx *ctx, tdxl_isa_weight *w, const void *src, int dtyp
                 tdxl_isa_weight **out) {
     w->kern = pick_kernel(tdxl_isa_ctx_level(ctx), resident);
     if (w->kern == nullptr) return TDXL_ISA_EUNSUPPORTED;
+    if (w->geglu) w->n = ceil_div(w->f, w->kern->nr / 2) * w->kern->nr;
     w->np = round_up(w->n, w->kern->nr);
     w->kp = round_up(w->k, w->kern->k_align);
     const size_t elem = w->kern->b_format == TDXL_BFMT_F32_PANEL ? 4 : 2;
@@ -223,6 +241,11 @@ void gemm_task(void *arg, int64_t task, int tid) {
         }
     }
     if (kern->finish != nullptr) kern->finish();
+    if (w->geglu) {
+        kern->epilogue_geglu(mlen, nlen, ctile, ldc, g->y + m0 * g->ldy + n0 / 2, g->ldy,
+                             w->bias_perm == nullptr ? nullptr : w->bias_perm + n0, w->f - n0 / 2, nr / 2);
+        return;
+    }
     kern->epilogue(mlen, nlen, ctile, ldc, g->y + m0 * g->ldy + n0, g->ldy,
                    g->bias == nullptr ? nullptr : g->bias + n0,
                    g->res == nullptr ? nullptr : g->res + m0 * g->ldr + n0, g->ldr, g->act);
@@ -296,8 +319,41 @@ int tdxl_isa_weight_pack_conv(tdxl_isa_ctx *ctx, const void *w, int dtype, int64
     return rc;
 }
 
+int tdxl_isa_weight_pack_geglu(tdxl_isa_ctx *ctx, const void *w, int dtype, int64_t f2, int64_t k,
+                               const float *bias, int resident, tdxl_isa_weight **out) {
+    if (out == nullptr) return TDXL_ISA_EINVAL;
+    *out = nullptr;
+    if (ctx == nullptr || w == nullptr || f2 <= 0 || f2 % 2 != 0 || k <= 0 || dtype < TDXL_ISA_F32 ||
+        dtype > TDXL_ISA_BF16 || (resident != TDXL_ISA_RESIDENT_BF16 && resident != TDXL_ISA_RESIDENT_F32))
+        return TDXL_ISA_EINVAL;
+    tdxl_isa_weight *pw = new (std::nothrow) tdxl_isa_weight;
+    if (pw == nullptr) return TDXL_ISA_ENOMEM;
+    pw->geglu = 1;
+    pw->f = f2 / 2;
+    pw->k = k;
+    pw->cin = k;
+    int rc = pack_common(ctx, pw, w, dtype, resident, out);
+    if (rc == TDXL_ISA_OK && bias != nullptr) {
+        pw->bias_perm = static_cast<float *>(calloc(static_cast<size_t>(pw->n) + 16, sizeof(float)));
+        if (pw->bias_perm == nullptr) {
+            rc = TDXL_ISA_ENOMEM;
+        } else {
+            for (int64_t n = 0; n < pw->n; n++) {
+                const int64_t r = geglu_row(pw, n);
+                pw->bias_perm[n] = r < 0 ? 0.0f : bias[r];
+            }
+        }
+    }
+    if (rc != TDXL_ISA_OK) {
+        *out = nullptr;
+        tdxl_isa_weight_free(pw);
+    }
+    return rc;
+}
+
 void tdxl_isa_weight_free(tdxl_isa_weight *w) {
     if (w == nullptr) return;
+    free(w->bias_perm);
     free(w->data);
     delete w;
 }
@@ -307,9 +363,11 @@ size_t tdxl_isa_weight_bytes(const tdxl_isa_weight *w) { return w == nullptr ? 0
 
 int tdxl_isa_linear(tdxl_isa_ctx *ctx, const tdxl_isa_weight *w, int64_t m, const float *x, int64_t ldx,
                     float *y, int64_t ldy, const float *bias, const float *residual, int64_t ldr, int act) {
-    if (ctx == nullptr || w == nullptr || x == nullptr || y == nullptr || m <= 0 || ldx < w->k || ldy < w->n ||
-        (residual != nullptr && ldr < w->n) || act < TDXL_ISA_ACT_NONE || act > TDXL_ISA_ACT_SILU)
+    if (ctx == nullptr || w == nullptr || x == nullptr || y == nullptr || m <= 0 || ldx < w->k ||
+        ldy < (w->geglu ? w->f : w->n) || (residual != nullptr && ldr < w->n) || act < TDXL_ISA_ACT_NONE ||
+        act > TDXL_ISA_ACT_SILU)
         return TDXL_ISA_EINVAL;
+    if (w->geglu && (bias != nullptr || residual != nullptr || act != TDXL_ISA_ACT_NONE)) return TDXL_ISA_EMISMATCH;
     if (w->is_conv && (w->kh != 1 || w->kw != 1)) return TDXL_ISA_EMISMATCH;
     gemm_job g{};
     g.w = w;

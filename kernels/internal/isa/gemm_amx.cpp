@@ -17,7 +17,8 @@ extern "C" const tdxl_isa_ops *tdxl_isa_ops_amx(void) {
     static const bool init = [] {
         const tdxl_isa_ops *bf = tdxl_isa_ops_avx512bf16();
         kern = {TDXL_ISA_AMX, "amx-bf16", TDXL_BFMT_BF16_VNNI, 1, kAmxMR, kAmxNR, kAmxKC, 32,
-                amx_ukr, bf->gemm_bf16->pack_a, bf->gemm_bf16->epilogue, amx_finish};
+                amx_ukr, bf->gemm_bf16->pack_a, bf->gemm_bf16->epilogue, bf->gemm_bf16->epilogue_geglu,
+                amx_finish};
         ops = *bf;
         ops.level = TDXL_ISA_AMX;
         ops.gemm_bf16 = &kern;

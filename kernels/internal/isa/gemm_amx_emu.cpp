@@ -25,7 +25,8 @@ extern "C" const tdxl_isa_ops *tdxl_isa_ops_amx_emu(void) {
     static const bool init = [] {
         const tdxl_isa_ops *ref = tdxl_isa_ops_ref();
         kern = {TDXL_ISA_AMX_EMU, "amx-bf16-emulated", TDXL_BFMT_BF16_VNNI, 1, kAmxMR, kAmxNR, kAmxKC, 32,
-                amx_ukr, pack_a_scalar, ref->gemm_f32->epilogue, amx_finish};
+                amx_ukr, pack_a_scalar, ref->gemm_f32->epilogue, ref->gemm_f32->epilogue_geglu,
+                amx_finish};
         ops.level = TDXL_ISA_AMX_EMU;
         ops.gemm_bf16 = &kern;
         ops.gemm_f32 = nullptr;

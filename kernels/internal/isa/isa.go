@@ -164,6 +164,21 @@ func (c *Ctx) PackLinear(src []byte, dt DType, n, k int, fp32 bool) (*Weight, er
 	return &Weight{p: p, N: n, K: k, Cin: k, KH: 1, KW: 1}, nil
 }
 
+// PackGEGLU packs a GEGLU projection W [f2][k] (hidden rows first, then gates) and its bias [f2] (nil for
+// none); Linear with it writes y [m][f2/2] = hidden * gelu(gate) (pass nil bias/residual and ActNone).
+func (c *Ctx) PackGEGLU(src []byte, dt DType, f2, k int, bias []float32, fp32 bool) (*Weight, error) {
+	if f2 <= 0 || f2%2 != 0 || k <= 0 || len(src) < f2*k*elemSize(dt) || (bias != nil && len(bias) < f2) {
+		return nil, fmt.Errorf("packing GEGLU weight %dx%d: %w", f2, k, ErrInvalid)
+	}
+	var p *C.tdxl_isa_weight
+	rc := C.tdxl_isa_weight_pack_geglu(c.p, unsafe.Pointer(&src[0]), C.int(dt), C.int64_t(f2), C.int64_t(k),
+		fptr(bias), resident(fp32), &p)
+	if err := status("packing GEGLU weight", rc); err != nil {
+		return nil, err
+	}
+	return &Weight{p: p, N: f2 / 2, K: k, Cin: k, KH: 1, KW: 1}, nil
+}
+
 // PackConv packs a conv weight [cout][cin][kh][kw] (checkpoint layout).
 func (c *Ctx) PackConv(src []byte, dt DType, cout, cin, kh, kw int, fp32 bool) (*Weight, error) {
 	if cout <= 0 || cin <= 0 || kh <= 0 || kw <= 0 || len(src) < cout*cin*kh*kw*elemSize(dt) {

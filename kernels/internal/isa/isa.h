@@ -87,6 +87,12 @@ int tdxl_isa_weight_pack_linear(tdxl_isa_ctx *ctx, const void *w, int dtype, int
                                 int resident, tdxl_isa_weight **out);
 int tdxl_isa_weight_pack_conv(tdxl_isa_ctx *ctx, const void *w, int dtype, int64_t cout, int64_t cin,
                               int kh, int kw, int resident, tdxl_isa_weight **out);
+/* GEGLU projection (diffusers GEGLU: proj then hidden, gate = chunk(2); hidden * gelu(gate)): w [f2][k]
+ * with rows [0, f2/2) the hidden part and [f2/2, f2) the gates, bias [f2] or NULL (copied). tdxl_isa_linear
+ * with this weight writes y [m][f2/2] = (x.Wh^T + bh) * gelu(x.Wg^T + bg) in the GEMM epilogue (no [m][f2]
+ * intermediate); its bias/residual arguments must be NULL and act NONE (else TDXL_ISA_EMISMATCH). */
+int tdxl_isa_weight_pack_geglu(tdxl_isa_ctx *ctx, const void *w, int dtype, int64_t f2, int64_t k,
+                               const float *bias, int resident, tdxl_isa_weight **out);
 void tdxl_isa_weight_free(tdxl_isa_weight *w);
 int tdxl_isa_weight_level(const tdxl_isa_weight *w);
 size_t tdxl_isa_weight_bytes(const tdxl_isa_weight *w); /* resident bytes of the packed panels */

@@ -55,6 +55,11 @@ typedef struct tdxl_gemm_kernel {
     tdxl_ukr_fn ukr;
     tdxl_pack_a_fn pack_a; /* NULL unless a_bf16 */
     tdxl_epilogue_fn epilogue;
+    /* GEGLU epilogue: the tile's n columns are panels of 2p (p "hidden" columns, then their p gates);
+     * y[i][j*p + t] = (c[i][j*2p+t] + b) * gelu(c[i][j*2p+p+t] + b'), for output columns < nout;
+     * bias (GEMM-column order) may be NULL. */
+    void (*epilogue_geglu)(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64_t ldy,
+                           const float *bias, int64_t nout, int p);
     void (*finish)(void); /* NULL, or called by each thread after its last micro-kernel of a task (AMX:
                              release the tiles, so an idle thread does not carry 8 KiB of tile state) */
 } tdxl_gemm_kernel;

@@ -343,3 +343,62 @@ func TestRandomShapes(t *testing.T) {
 		}
 	}
 }
+
+func TestGEGLU(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	cases := []struct {
+		m, f, k int
+		bias    bool
+	}{{9, 37, 50, true}, {33, 100, 300, false}, {5, 8, 16, true}, {70, 70, 129, true}}
+	for _, l := range levels(t) {
+		ctx := newCtx(t, 2, l)
+		for ci, c := range cases {
+			for _, fp32 := range []bool{true, false} {
+				x := randSlice(r, c.m*c.k, 1)
+				wf := randSlice(r, 2*c.f*c.k, 1/math.Sqrt(float64(c.k)))
+				var bias []float32
+				if c.bias {
+					bias = randSlice(r, 2*c.f, 0.5)
+				}
+				want := make([]float64, c.m*c.f)
+				for i := 0; i < c.m; i++ {
+					for j := 0; j < c.f; j++ {
+						var a, g float64
+						for kk := 0; kk < c.k; kk++ {
+							a += float64(x[i*c.k+kk]) * float64(wf[j*c.k+kk])
+							g += float64(x[i*c.k+kk]) * float64(wf[(c.f+j)*c.k+kk])
+						}
+						if bias != nil {
+							a += float64(bias[j])
+							g += float64(bias[c.f+j])
+						}
+						want[i*c.f+j] = a * gelu(g)
+					}
+				}
+				w, err := ctx.PackGEGLU(f32bytes(wf), F32, 2*c.f, c.k, bias, fp32)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ldy := c.f + 3
+				y := make([]float32, c.m*ldy)
+				if err := ctx.Linear(w, c.m, x, c.k, y, ldy, nil, nil, 0, ActNone); err != nil {
+					t.Fatal(err)
+				}
+				if e, tol := relL2(y, want, c.m, c.f, ldy), tolFor(w, fp32); !(e <= tol) {
+					t.Errorf("%v/case%d/fp32=%v (kernel %v): rel L2 %.3g > %.3g", l, ci, fp32, w.Level(), e, tol)
+				}
+				for i := 0; i < c.m; i++ { // the padding columns past f stay untouched
+					for j := c.f; j < ldy; j++ {
+						if y[i*ldy+j] != 0 {
+							t.Fatalf("%v/case%d: wrote y[%d][%d] beyond the output width", l, ci, i, j)
+						}
+					}
+				}
+				if err := ctx.Linear(w, c.m, x, c.k, y, ldy, make([]float32, c.f), nil, 0, ActNone); !errors.Is(err, ErrMismatch) {
+					t.Errorf("GEGLU weight with a call-time bias: got %v, want ErrMismatch", err)
+				}
+				w.Free()
+			}
+		}
+	}
+}

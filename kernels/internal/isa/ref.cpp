@@ -60,6 +60,23 @@ void epilogue(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64
     }
 }
 
+void epilogue_geglu(int64_t m, int64_t n, const float *c, int64_t ldc, float *y, int64_t ldy, const float *bias,
+                    int64_t nout, int p) {
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j * 2 * p < n; j++) {
+            for (int t = 0; t < p && j * p + t < nout; t++) {
+                const int64_t ca = j * 2 * p + t, cg = ca + p;
+                float a = c[i * ldc + ca], g = c[i * ldc + cg];
+                if (bias != nullptr) {
+                    a += bias[ca];
+                    g += bias[cg];
+                }
+                y[i * ldy + j * p + t] = a * act_apply(g, TDXL_ISA_ACT_GELU);
+            }
+        }
+    }
+}
+
 // Attention, one (batch*head, query block): scores of one row at a time in scratch [tk].
 void attn_task(const tdxl_attn_args *a, int64_t bh, int64_t q0, float *scratch) {
     const int64_t bi = bh / a->heads, h = bh % a->heads, d = a->d;
@@ -148,9 +165,9 @@ double fma_loop(int64_t iters) {
 }
 
 const tdxl_gemm_kernel kGemmF32 = {TDXL_ISA_REF, "ref-f32", TDXL_BFMT_F32_PANEL, 0, kMR, kNR, 256, 1,
-                                   ukr_f32, nullptr, epilogue, nullptr};
+                                   ukr_f32, nullptr, epilogue, epilogue_geglu, nullptr};
 const tdxl_gemm_kernel kGemmBF16 = {TDXL_ISA_REF, "ref-bf16w", TDXL_BFMT_BF16_PANEL, 0, kMR, kNR, 256, 1,
-                                    ukr_bf16, nullptr, epilogue, nullptr};
+                                    ukr_bf16, nullptr, epilogue, epilogue_geglu, nullptr};
 const tdxl_isa_ops kOps = {TDXL_ISA_REF, &kGemmBF16, &kGemmF32, attn_task, 0, 16, 0,
                            gn_stats, gn_apply, ln_rows, fma_loop};
 
