@@ -298,6 +298,15 @@ func schedFromConfig(s *model.SchedulerConfig) (schedConfig, error) {
 	return sc, nil
 }
 
+// Scheduler enum values for Go code without cgo types.
+const (
+	schedLinear       = C.TDXL_BETAS_LINEAR
+	schedScaledLinear = C.TDXL_BETAS_SCALED_LINEAR
+	schedLeading      = C.TDXL_SPACING_LEADING
+	schedTrailing     = C.TDXL_SPACING_TRAILING
+	schedLinspace     = C.TDXL_SPACING_LINSPACE
+)
+
 // schedTablesGo computes timesteps, sigmas, init_noise_sigma, alphas_cumprod and training sigmas.
 func schedTablesGo(s *schedConfig, steps int) (ts, sigmas []float32, init float32, ac, trainSigmas []float32, err error) {
 	var c C.tdxl_sched_config

@@ -66,10 +66,11 @@ void sched_tables(const tdxl_sched_config& cfg, int steps, std::vector<float>* t
   }
   std::vector<double> ts;
   if (cfg.spacing == TDXL_SPACING_TRAILING) {
+    // numpy.arange(N, 0, -ratio): length ceil((0 - N) / -ratio), values N + i*(-ratio)
     const double ratio = static_cast<double>(N) / steps;
-    for (int i = 0;; i++) {
-      const double v = static_cast<double>(N) + i * -ratio;
-      if (!(v > 0)) break;
+    const int64_t len = static_cast<int64_t>(std::ceil((0.0 - N) / -ratio));
+    for (int64_t i = 0; i < len; i++) {
+      const double v = static_cast<double>(N) + static_cast<double>(i) * -ratio;
       ts.push_back(static_cast<double>(static_cast<float>(std::nearbyint(v))) - 1.0);
     }
   } else if (cfg.spacing == TDXL_SPACING_LEADING) {
