@@ -73,16 +73,24 @@ void need_ready(const tdxl_pipe* p) {
   if (!p->finished) throw Error("pipeline not completely loaded");
 }
 
+// IEEE binary16 -> binary32, exact (no libm): normals re-bias the exponent, subnormals are
+// em * 2^-24 (exact in float), inf/NaN keep their payload.
 float half_to_float(uint16_t h) {
-  const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  float v;
-  if (exp == 0)
-    v = std::ldexp(static_cast<float>(man), -24);
-  else if (exp == 31)
-    v = man ? NAN : INFINITY;
-  else
-    v = std::ldexp(static_cast<float>(man | 0x400), static_cast<int>(exp) - 25);
-  return sign ? -v : v;
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t em = h & 0x7fff;
+  uint32_t u;
+  if (em >= 0x7c00) {
+    u = sign | 0x7f800000u | ((em & 0x3ff) << 13);
+  } else if (em >= 0x0400) {
+    u = sign | ((em << 13) + 0x38000000u);
+  } else {
+    const float f = static_cast<float>(em) * 5.9604644775390625e-8f;  // 2^-24
+    std::memcpy(&u, &f, 4);
+    u |= sign;
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 
 float bf16_to_float(uint16_t b) {
