@@ -124,6 +124,7 @@ int tdxl_pipe_new(const tdxl_pipe_config* cfg, tdxl_pipe** out, char* err, size_
     if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
     if (threads <= 0) threads = 1;
     p->pool.reset(new Pool(threads));
+    for (auto& r : p->reg) r.set_pool(p->pool.get());
     try {
       p->te1.init(p->reg[TDXL_TEXT_ENCODER], cfg->te1);
     } catch (const Error& e) {
@@ -168,19 +169,23 @@ int tdxl_pipe_set_tensor(tdxl_pipe* p, int component, const char* name, int dtyp
       throw Error(std::string("tensor ") + name + ": byte size does not match shape and dtype");
     std::vector<float> f(static_cast<size_t>(n));
     const unsigned char* b = static_cast<const unsigned char*>(data);
-    for (int64_t i = 0; i < n; i++) {
-      if (dtype == TDXL_F32) {
-        std::memcpy(&f[i], b + i * 4, 4);
-      } else if (dtype == TDXL_F64) {
-        double d;
-        std::memcpy(&d, b + i * 8, 8);
-        f[i] = static_cast<float>(d);
-      } else {
-        uint16_t u;
-        std::memcpy(&u, b + i * 2, 2);
-        f[i] = dtype == TDXL_F16 ? half_to_float(u) : bf16_to_float(u);
+    const int64_t chunk = 1 << 16;
+    p->pool->run((n + chunk - 1) / chunk, [&](int64_t c) {
+      const int64_t i1 = std::min<int64_t>(n, c * chunk + chunk);
+      for (int64_t i = c * chunk; i < i1; i++) {
+        if (dtype == TDXL_F32) {
+          std::memcpy(&f[i], b + i * 4, 4);
+        } else if (dtype == TDXL_F64) {
+          double d;
+          std::memcpy(&d, b + i * 8, 8);
+          f[i] = static_cast<float>(d);
+        } else {
+          uint16_t u;
+          std::memcpy(&u, b + i * 2, 2);
+          f[i] = dtype == TDXL_F16 ? half_to_float(u) : bf16_to_float(u);
+        }
       }
-    }
+    });
     try {
       used = p->reg[component].set(name, sh, f.data());
     } catch (const Error& e) {

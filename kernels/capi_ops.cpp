@@ -29,7 +29,7 @@ int tdxl_op_linear(int threads, const float* w, const float* bias, int64_t N, in
                    const float* x, int64_t M, const float* residual, float* y) {
   return guarded([&] {
     Packed p;
-    ref_ops().pack(&p, w, N, static_cast<int>(K), 1, 1, bias);
+    ref_ops().pack(nullptr, &p, w, N, static_cast<int>(K), 1, 1, bias);
     ref_ops().linear(test_pool(threads), p, x, K, y, N, M, residual, N);
   });
 }
@@ -38,7 +38,7 @@ int tdxl_op_conv2d(int threads, const float* w, const float* bias, int cout, int
                    int stride, int pad, const float* x, int B, int H, int W, float* y) {
   return guarded([&] {
     Packed p;
-    ref_ops().pack(&p, w, cout, cin, k, k, bias);
+    ref_ops().pack(nullptr, &p, w, cout, cin, k, k, bias);
     ConvShape s{B, H, W, (H + 2 * pad - k) / stride + 1, (W + 2 * pad - k) / stride + 1, stride, pad};
     ref_ops().conv2d(test_pool(threads), p, x, s, y, nullptr);
   });

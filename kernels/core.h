@@ -76,7 +76,9 @@ struct ConvShape {
 struct Ops {
   const char* name;
   // w: [N][K] row-major (K = cin*kh*kw in PyTorch order [N][cin][kh][kw] for conv); bias may be null.
-  void (*pack)(Packed* p, const float* w, int64_t N, int cin, int kh, int kw, const float* bias);
+  // (pool may be null: pack on the calling thread)
+  void (*pack)(Pool* pool, Packed* p, const float* w, int64_t N, int cin, int kh, int kw,
+               const float* bias);
   // Y[M][N] (row stride ldy) = X[M][K] (row stride ldx)·Wᵀ + bias (+ residual[M][N], stride ldr;
   // residual must not alias Y).
   void (*linear)(Pool& pool, const Packed& w, const float* x, int64_t ldx, float* y, int64_t ldy,

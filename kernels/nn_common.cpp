@@ -73,7 +73,7 @@ bool Registry::set(const std::string& name, const std::vector<int64_t>& shape, c
   if (s.raw) {
     s.raw->assign(data, data + n);
   } else {
-    ops().pack(s.packed, data, s.shape[0], s.cin, s.kh, s.kw, nullptr);
+    ops().pack(pool_, s.packed, data, s.shape[0], s.cin, s.kh, s.kw, nullptr);
   }
   s.filled = true;
   return true;

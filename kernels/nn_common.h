@@ -50,6 +50,10 @@ class Registry {
     bool filled = false;
   };
   std::map<std::string, Slot> slots_;
+  Pool* pool_ = nullptr;
+
+ public:
+  void set_pool(Pool* p) { pool_ = p; }
 };
 
 struct Linear {

@@ -6,7 +6,8 @@
 
 namespace tdxl {
 
-void ref_pack_weights(Packed* p, const float* w, int64_t N, int cin, int kh, int kw, const float* bias);
+void ref_pack_weights(Pool* pool, Packed* p, const float* w, int64_t N, int cin, int kh, int kw,
+                      const float* bias);
 void ref_linear(Pool& pool, const Packed& w, const float* x, int64_t ldx, float* y, int64_t ldy,
                 int64_t M, const float* residual, int64_t ldr);
 void ref_conv2d(Pool& pool, const Packed& w, const float* x, const ConvShape& s, float* y,

@@ -212,7 +212,8 @@ void gemm_driver(Pool& pool, const Packed& w, const Rows& rows, int64_t M, float
   });
 }
 
-void ref_pack(Packed* p, const float* w, int64_t N, int cin, int kh, int kw, const float* bias) {
+void ref_pack(Pool* pool, Packed* p, const float* w, int64_t N, int cin, int kh, int kw,
+              const float* bias) {
   const int taps = kh * kw;
   const int64_t K = static_cast<int64_t>(cin) * taps;
   const int64_t panels = (N + NR - 1) / NR;
@@ -228,12 +229,19 @@ void ref_pack(Packed* p, const float* w, int64_t N, int cin, int kh, int kw, con
   p->data = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!p->data) throw Error("out of memory packing weights");
   std::memset(p->data, 0, bytes);
-  for (int64_t n = 0; n < N; n++) {
-    float* dst = p->data + (n / NR) * K * NR + (n % NR);
-    const float* src = w + n * K;  // [cin][kh][kw]
-    for (int ci = 0; ci < cin; ci++)
-      for (int t = 0; t < taps; t++) dst[(static_cast<int64_t>(t) * cin + ci) * NR] = src[ci * taps + t];
-  }
+  auto panel = [&](int64_t pi) {  // one panel of NR output rows
+    for (int64_t n = pi * NR; n < std::min<int64_t>(N, pi * NR + NR); n++) {
+      float* dst = p->data + pi * K * NR + (n % NR);
+      const float* src = w + n * K;  // [cin][kh][kw]
+      for (int ci = 0; ci < cin; ci++)
+        for (int t = 0; t < taps; t++)
+          dst[(static_cast<int64_t>(t) * cin + ci) * NR] = src[ci * taps + t];
+    }
+  };
+  if (pool)
+    pool->run(panels, panel);
+  else
+    for (int64_t pi = 0; pi < panels; pi++) panel(pi);
   if (bias) p->bias.assign(bias, bias + N);  // else p->bias is left as it is (filled separately)
 }
 
@@ -258,9 +266,9 @@ void ref_conv2d(Pool& pool, const Packed& w, const float* x, const ConvShape& s,
   gemm_driver(pool, w, rows, M, y, w.N, residual, w.N);
 }
 
-void ref_pack_weights(Packed* p, const float* w, int64_t N, int cin, int kh, int kw,
+void ref_pack_weights(Pool* pool, Packed* p, const float* w, int64_t N, int cin, int kh, int kw,
                       const float* bias) {
-  ref_pack(p, w, N, cin, kh, kw, bias);
+  ref_pack(pool, p, w, N, cin, kh, kw, bias);
 }
 
 }  // namespace tdxl
