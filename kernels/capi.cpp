@@ -157,6 +157,10 @@ int tdxl_pipe_set_tensor(tdxl_pipe* p, int component, const char* name, int dtyp
     if (!p || !name || (ndim > 0 && !shape)) throw Error("nil argument");
     if (component < 0 || component > 3) throw Error("bad component");
     if (ndim < 0 || ndim > 8) throw Error(std::string("tensor ") + name + ": bad rank");
+    if (!p->reg[component].has(name)) {
+      used = false;
+      return;
+    }
     std::vector<int64_t> sh(shape, shape + ndim);
     int64_t n = 1;
     for (int64_t d : sh) {

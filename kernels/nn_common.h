@@ -35,6 +35,7 @@ class Registry {
   // Feed one tensor converted to fp32. Returns false if the name is unknown (caller decides).
   // Throws on a shape mismatch or a duplicate.
   bool set(const std::string& name, const std::vector<int64_t>& shape, const float* data);
+  bool has(const std::string& name) const { return slots_.count(name) != 0; }
   // Throws naming the first parameter that never arrived.
   void finish() const;
   size_t size() const { return slots_.size(); }
