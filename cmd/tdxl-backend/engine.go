@@ -84,7 +84,8 @@ func (l *modelLoader) close() {
 	}
 }
 
-// cacheRoot is --cache-dir, else $XDG_CACHE_HOME/tdxl, else ~/.cache/tdxl.
+// cacheRoot is --cache-dir, else $XDG_CACHE_HOME/tdxl, else ~/.cache/tdxl,
+// else (no home) $TMPDIR/tdxl-cache-<uid>.
 func (l *modelLoader) cacheRoot() (string, error) {
 	if l.cacheDir != "" {
 		return l.cacheDir, nil
@@ -92,11 +93,11 @@ func (l *modelLoader) cacheRoot() (string, error) {
 	if x, ok := l.env("XDG_CACHE_HOME"); ok && x != "" {
 		return filepath.Join(x, "tdxl"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("finding a cache dir (set --cache-dir): %w", err)
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".cache", "tdxl"), nil
 	}
-	return filepath.Join(home, ".cache", "tdxl"), nil
+	// no $HOME (some containers): a per-user folder under the temp dir
+	return filepath.Join(os.TempDir(), fmt.Sprintf("tdxl-cache-%d", os.Getuid())), nil
 }
 
 func (l *modelLoader) defaultModel(ctx context.Context) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -268,6 +269,11 @@ func TestDefaultModelSynthesizedOnce(t *testing.T) {
 	root, err := l2.cacheRoot()
 	require.NoError(t, err)
 	assert.Equal(t, "/xdg/tdxl", root)
+	t.Setenv("HOME", "")
+	l3 := &modelLoader{env: envFrom(nil), log: discardLogger()}
+	root, err = l3.cacheRoot()
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(os.TempDir(), fmt.Sprintf("tdxl-cache-%d", os.Getuid())), root)
 }
 
 func TestSubcommandsDispatch(t *testing.T) {
