@@ -353,3 +353,33 @@ func TestCoreLimitsAre400(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &eb))
 	assert.Equal(t, backend.CodeInvalidBatch, eb.Error.Code)
 }
+
+// A client that goes away cancels the real core mid-generation, and the
+// cancelled request leaves no files; the service keeps serving.
+func TestDisconnectCancelsRealCore(t *testing.T) {
+	dir := t.TempDir()
+	base := startService(t, backend.Config{OutputDir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/text2image",
+		strings.NewReader(`{"prompt":"cancelled","size":"512x512","step":50,"number":4}`))
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, "the job to run", 10*time.Second, func() bool { return metricValue(t, base, "tdxl_jobs_running") == "1" })
+	cancel()
+	require.Error(t, <-errc)
+	waitFor(t, "the core to stop", 30*time.Second, func() bool { return metricValue(t, base, "tdxl_jobs_running") == "0" })
+	t.Logf("cancelled after %v", time.Since(start).Round(time.Millisecond))
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, ents, "a cancelled request leaves no files")
+	r := postOK(t, base+"/api/text2image", `{"prompt":"after","size":"64x64","step":1}`)
+	assert.Len(t, r.Output, 1)
+}
