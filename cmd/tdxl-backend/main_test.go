@@ -173,7 +173,7 @@ func TestSIGTERMDrain(t *testing.T) {
 	addr := freeAddr(t)
 	base := "http://" + addr
 	cmd := exec.Command(exe, "-test.run=^$", "--", "--listen", addr, "--model-dir", tinyDir,
-		"--output-dir", t.TempDir(), "--grace", "60s", "--sizes", "64x64")
+		"--output-dir", t.TempDir(), "--grace", "60s", "--sizes", "64x64,128x128")
 	cmd.Env = append(os.Environ(), "TDXL_TEST_AS_MAIN=1")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -209,7 +209,7 @@ func TestSIGTERMDrain(t *testing.T) {
 		c <- result{resp.StatusCode, b}
 	}
 	running, queued := make(chan result, 1), make(chan result, 1)
-	go post(`{"prompt":"running","size":"64x64","step":50,"number":4}`, running)
+	go post(`{"prompt":"running","size":"128x128","step":50,"number":4}`, running)
 	waitFor(t, "a running job", 10*time.Second, func() bool { return metricValue(t, base, "tdxl_jobs_running") == "1" })
 	go post(`{"prompt":"queued","size":"64x64"}`, queued)
 	waitFor(t, "a queued job", 10*time.Second, func() bool { return metricValue(t, base, "tdxl_queue_depth") == "1" })
