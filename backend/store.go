@@ -262,7 +262,7 @@ func (s *Store) list() ([]storedDir, error) {
 // encodePNG encodes img deterministically (same pixels ⇒ same bytes).
 func encodePNG(img image.Image) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("encoding PNG: %w", err)
 	}
 	return buf.Bytes(), nil
