@@ -247,8 +247,9 @@ func isJSONObject(body []byte) bool {
 // byte of it as it was. body must be a valid JSON object.
 func addJSONField(body []byte, key, value string) []byte {
 	trimmed := bytes.TrimRight(body, " \t\r\n")
-	end := len(trimmed) - 1 // the closing brace
-	inner := bytes.TrimSpace(trimmed[1:end])
+	end := len(trimmed) - 1                                         // the closing brace
+	start := len(trimmed) - len(bytes.TrimLeft(trimmed, " \t\r\n")) // the opening brace
+	inner := bytes.TrimSpace(trimmed[start+1 : end])
 	k, _ := json.Marshal(key)
 	v, _ := json.Marshal(value)
 	out := make([]byte, 0, len(body)+len(k)+len(v)+3)
