@@ -6,6 +6,7 @@
 #include <new>
 #include <thread>
 
+#include "api.h"
 #include "nn_models.h"
 #include "tdxl_capi.h"
 
@@ -15,13 +16,26 @@ void sched_tables(const tdxl_sched_config& cfg, int steps, std::vector<float>* t
                   std::vector<float>* alphas_cumprod, std::vector<float>* train_sigmas);
 void euler_ancestral_step(float* x, const float* eps, const float* noise, int64_t n, float sigma,
                           float sigma_next, int prediction);
+const tdxl_isa_api* isa_api();
 }  // namespace tdxl
 
 using namespace tdxl;
 
+namespace {
+// Owns a pipeline's tdxl_isa_ctx; declared before the modules so that it outlives their weights.
+struct IsaCtx {
+  tdxl_isa_ctx* ctx = nullptr;
+  ~IsaCtx() {
+    if (ctx) isa_api()->ctx_free(ctx);
+  }
+};
+}  // namespace
+
 struct tdxl_pipe {
   tdxl_pipe_config cfg{};
   std::unique_ptr<Pool> pool;
+  IsaCtx isa;
+  std::string path;  // kernel path name
   std::atomic<int> cancel{0};
   Registry reg[4];
   ClipText te1, te2;
@@ -124,6 +138,27 @@ int tdxl_pipe_new(const tdxl_pipe_config* cfg, tdxl_pipe** out, char* err, size_
     if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
     if (threads <= 0) threads = 1;
     p->pool.reset(new Pool(threads));
+    p->path = ref_ops().name;
+    const tdxl_isa_api* api = isa_api();
+    int level = cfg->isa_level;
+    if (level < 0) level = api ? api->best() : TDXL_ISA_REF;
+    if (level != TDXL_ISA_REF) {
+      if (!api || !isa_ops()) throw Error("fast kernels not registered");
+      if (!api->supported(level))
+        throw Error(std::string("ISA level ") + api->level_name(level) + " not supported here");
+      const int resident = cfg->resident == TDXL_ISA_RESIDENT_F32 ? TDXL_ISA_RESIDENT_F32
+                                                                   : TDXL_ISA_RESIDENT_BF16;
+      // The bf16 kernels decline fp32-resident weights: run the best fp32 level instead.
+      if (resident == TDXL_ISA_RESIDENT_F32 && level >= TDXL_ISA_AVX512BF16)
+        level = api->supported(TDXL_ISA_AVX512) ? TDXL_ISA_AVX512 : TDXL_ISA_AVX2;
+      int rc = api->ctx_new(threads, level, &p->isa.ctx);
+      if (rc != TDXL_ISA_OK) throw Error(std::string("isa context: ") + api->status_string(rc));
+      p->pool->table = isa_ops();
+      p->pool->isa = p->isa.ctx;
+      p->pool->resident = resident;
+      p->path = std::string(api->level_name(api->ctx_level(p->isa.ctx))) +
+                (resident == TDXL_ISA_RESIDENT_F32 ? "/fp32" : "/bf16");
+    }
     for (auto& r : p->reg) r.set_pool(p->pool.get());
     try {
       p->te1.init(p->reg[TDXL_TEXT_ENCODER], cfg->te1);
@@ -171,6 +206,11 @@ int tdxl_pipe_set_tensor(tdxl_pipe* p, int component, const char* name, int dtyp
     if (dtype < 0 || dtype > 3) throw Error(std::string("tensor ") + name + ": unsupported dtype");
     if (nbytes != static_cast<size_t>(n) * esz)
       throw Error(std::string("tensor ") + name + ": byte size does not match shape and dtype");
+    try {
+      if (p->reg[component].set_raw(name, sh, dtype, data, nbytes)) return;
+    } catch (const Error& e) {
+      throw Error(std::string(component_name(component)) + ": " + e.what());
+    }
     std::vector<float> f(static_cast<size_t>(n));
     const unsigned char* b = static_cast<const unsigned char*>(data);
     const int64_t chunk = 1 << 16;
@@ -242,7 +282,7 @@ void tdxl_pipe_cancel(tdxl_pipe* p, int on) {
 
 int tdxl_pipe_threads(const tdxl_pipe* p) { return p ? p->pool->threads() : 0; }
 
-const char* tdxl_pipe_kernel_path(const tdxl_pipe*) { return ops().name; }
+const char* tdxl_pipe_kernel_path(const tdxl_pipe* p) { return p ? p->path.c_str() : ""; }
 
 int tdxl_sched_tables(const tdxl_sched_config* cfg, int steps, float* timesteps, float* sigmas,
                       float* init_noise_sigma, float* alphas_cumprod, float* train_sigmas,

@@ -6,6 +6,7 @@ package kernels
 
 /*
 #cgo CXXFLAGS: -O2 -std=c++17
+#cgo CPPFLAGS: -I${SRCDIR}/internal/isa
 #cgo LDFLAGS: -lm -lpthread
 #include <stdlib.h>
 #include "tdxl_capi.h"
@@ -17,7 +18,12 @@ import (
 	"fmt"
 	"strings"
 	"unsafe"
+
+	"github.com/tdxl/tdxl/kernels/internal/isa"
 )
+
+// The fast kernels (package isa) are called by the C++ core through their function table.
+func init() { C.tdxl_core_set_isa_api(isa.API()) }
 
 const errBufLen = 1024
 

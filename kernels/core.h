@@ -26,6 +26,8 @@ struct Cancelled : std::runtime_error {
   Cancelled() : std::runtime_error("cancelled") {}
 };
 
+struct Ops;
+
 // ---- thread pool (core_pool.cpp) ----
 // One persistent pool. run(n, fn) calls fn(i) for i in [0, n) on the pool's threads (the caller
 // participates) and returns when all are done. Tasks write disjoint outputs, so results never depend
@@ -38,6 +40,14 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
   int threads() const { return nthreads_; }
   void run(int64_t n, const std::function<void(int64_t)>& fn);
+
+  // The op table of the pipeline that owns this pool (null = the reference table), and the fast
+  // path's state when that table is the isa one (op_isa.cpp): its tdxl_isa_ctx and the weight
+  // residency (TDXL_ISA_RESIDENT_*).
+  const Ops* table = nullptr;
+  void* isa = nullptr;
+  int resident = 0;
+  const Ops& ops() const;
 
  private:
   struct Impl;
@@ -57,6 +67,8 @@ struct Packed {
   // A fast variant's own packed form (e.g. a tdxl_isa_weight*), freed with ext_free.
   void* ext = nullptr;
   void (*ext_free)(void*) = nullptr;
+  // ext is a GEGLU projection (Ops::pack_geglu): linear writes [M][N/2] = hidden * gelu(gate).
+  bool geglu = false;
   Packed() = default;
   ~Packed();
   Packed(const Packed&) = delete;
@@ -97,9 +109,19 @@ struct Ops {
   // x,y [M][C] (y may alias x).
   void (*layer_norm)(Pool& pool, const float* x, float* y, int64_t M, int C, float eps,
                      const float* gamma, const float* beta);
+  // Optional (null in the reference table): pack straight from the checkpoint's bytes (dtype
+  // TDXL_F32/F16/BF16 of tdxl_capi.h), without an fp32 copy of the tensor.
+  void (*pack_raw)(Pool* pool, Packed* p, const void* w, int dtype, int64_t N, int cin, int kh,
+                   int kw);
+  // Optional: pack a GEGLU projection w [N2][K] (rows [0,N2/2) hidden, [N2/2,N2) gate) with its
+  // bias [N2] (may be null); linear() with it writes y[M][N2/2] and ignores p->bias.
+  void (*pack_geglu)(Pool* pool, Packed* p, const void* w, int dtype, int64_t N2, int64_t K,
+                     const float* bias);
 };
-const Ops& ops();
+const Ops& ops();      // the reference table (kept for code without a pool)
 const Ops& ref_ops();
+// The fast table over kernels/internal/isa (op_isa.cpp); null when the isa API was not registered.
+const Ops* isa_ops();
 
 // ---- elementwise helpers (op_elementwise.cpp) ----
 void silu_inplace(Pool& pool, float* x, int64_t n);
@@ -127,6 +149,9 @@ struct RunCtx {
   Pool* pool = nullptr;
   const std::atomic<int>* cancel = nullptr;
   Taps* taps = nullptr;
+  // Identifies the text context (encoder hidden states) of the running UNet call: cross-attention
+  // layers reuse their K/V projections while it stays the same (0 = no caching).
+  uint64_t ctx_gen = 0;
   void check() const {
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed) != 0) throw Cancelled();
   }

@@ -22,6 +22,7 @@ type tolClass struct {
 	MaxAbs               *float64 `json:"max_abs"`
 	RelL2                *float64 `json:"rel_l2"`
 	MaxFractionDiffering *float64 `json:"max_fraction_differing"`
+	MaxAbsOfRef          *float64 `json:"-"` // max-abs ≤ this × max|want| (bf16 path)
 }
 
 type goldenCase struct {
@@ -185,7 +186,11 @@ func (f *figures) log(t *testing.T) {
 // check compares got with want under a tolerance class and records the figures.
 func (g *goldenRun) check(t *testing.T, name, class string, got, want []float64) {
 	t.Helper()
-	tc, ok := g.m.Tolerances[class]
+	tols := g.m.Tolerances
+	if g.tol != nil {
+		tols = g.tol
+	}
+	tc, ok := tols[class]
 	if !ok {
 		t.Errorf("%s: unknown tolerance class %q", name, class)
 		return
@@ -194,9 +199,10 @@ func (g *goldenRun) check(t *testing.T, name, class string, got, want []float64)
 		t.Errorf("%s: %d values, golden has %d", name, len(got), len(want))
 		return
 	}
-	var maxAbs, num, den, maxRel float64
+	var maxAbs, num, den, maxRel, refMax float64
 	differ := 0
 	for i := range got {
+		refMax = math.Max(refMax, math.Abs(want[i]))
 		d := math.Abs(got[i] - want[i])
 		if math.IsNaN(got[i]) || math.IsInf(got[i], 0) {
 			d = math.Inf(1)
@@ -230,6 +236,9 @@ func (g *goldenRun) check(t *testing.T, name, class string, got, want []float64)
 	}
 	if tc.MaxAbs != nil && maxAbs > *tc.MaxAbs {
 		fails = append(fails, fmt.Sprintf("max-abs %.3g > %.3g", maxAbs, *tc.MaxAbs))
+	}
+	if tc.MaxAbsOfRef != nil && !(maxAbs <= *tc.MaxAbsOfRef*refMax) {
+		fails = append(fails, fmt.Sprintf("max-abs %.3g > %.3g x max|ref| %.3g", maxAbs, *tc.MaxAbsOfRef, refMax))
 	}
 	if tc.RelL2 != nil && relL2 > *tc.RelL2 {
 		fails = append(fails, fmt.Sprintf("rel-L2 %.3g > %.3g", relL2, *tc.RelL2))

@@ -22,6 +22,14 @@ import (
 type Options struct {
 	Threads int          // worker threads of the C++ pool; 0 = all online CPUs
 	Logger  *slog.Logger // nil = discard
+	// ISA caps the kernel path: "" = the best this CPU supports (CPUID + OS), itself capped by the
+	// environment variable TDXL_MAX_ISA; or one of "amx", "avx512bf16", "avx512", "avx2" (capped to
+	// what the CPU supports), or "ref" = the fp32 reference ops (the oracle of the fast ones).
+	ISA string
+	// Precision of the fast path's resident weights: "" or "bf16" = weights converted once at load
+	// to bf16 (half the memory, bf16 tolerances); "fp32" = fp32-resident weights (the reference's
+	// tolerances). Ignored by the reference path (always fp32). Env TDXL_PRECISION sets the default.
+	Precision string
 }
 
 // Request is one text-to-image generation.

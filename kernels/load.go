@@ -52,6 +52,12 @@ func openCore(dir string, opts Options) (*Pipeline, *model.Config, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 	}
+	level, resident, err := kernelPath(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+	}
+	ccfg.isa_level = C.int(level)
+	ccfg.resident = C.int(resident)
 	h, err := newHandle(ccfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kernels: open %s: %w", dir, err)

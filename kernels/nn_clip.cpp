@@ -55,16 +55,16 @@ void ClipText::forward(const RunCtx& c, const int64_t* ids, int B, int T, float*
   int64_t li = 0;
   for (const Layer& L : layers_) {
     c.check();
-    ops().layer_norm(*c.pool, h.data(), n.data(), M, static_cast<int>(D), cfg_.eps, L.ln1.w.data(),
+    c.pool->ops().layer_norm(*c.pool, h.data(), n.data(), M, static_cast<int>(D), cfg_.eps, L.ln1.w.data(),
                      L.ln1.b.data());
     L.q(c, n.data(), q.data(), M);
     for (float& x : q) x *= scale;
     L.k(c, n.data(), k.data(), M);
     L.v(c, n.data(), v.data(), M);
-    ops().attention(*c.pool, q.data(), D, k.data(), D, v.data(), D, a.data(), D, B, T, T, H, hd,
+    c.pool->ops().attention(*c.pool, q.data(), D, k.data(), D, v.data(), D, a.data(), D, B, T, T, H, hd,
                     1.0f, true);
     L.o(c, a.data(), h2.data(), M, h.data());  // h2 = h + out_proj(a)
-    ops().layer_norm(*c.pool, h2.data(), n.data(), M, static_cast<int>(D), cfg_.eps,
+    c.pool->ops().layer_norm(*c.pool, h2.data(), n.data(), M, static_cast<int>(D), cfg_.eps,
                      L.ln2.w.data(), L.ln2.b.data());
     L.fc1(c, n.data(), f.data(), M);
     if (cfg_.act == TDXL_ACT_QUICK_GELU)
@@ -76,7 +76,7 @@ void ClipText::forward(const RunCtx& c, const int64_t* ids, int B, int T, float*
     if (hidden_states) std::memcpy(hidden_states + li * hs_stride, h.data(), sizeof(float) * M * D);
   }
   std::vector<float> fin(M * D);
-  ops().layer_norm(*c.pool, h.data(), fin.data(), M, static_cast<int>(D), cfg_.eps,
+  c.pool->ops().layer_norm(*c.pool, h.data(), fin.data(), M, static_cast<int>(D), cfg_.eps,
                    final_ln_.w.data(), final_ln_.b.data());
   if (last) std::memcpy(last, fin.data(), sizeof(float) * M * D);
   if (pooled || text_embeds) {

@@ -60,23 +60,80 @@ void Registry::packed(const std::string& name, int64_t N, int cin, int kh, int k
   if (bias) raw(name + ".bias", {N}, &dst->bias);
 }
 
-bool Registry::set(const std::string& name, const std::vector<int64_t>& shape, const float* data) {
-  auto it = slots_.find(name);
-  if (it == slots_.end()) return false;
-  Slot& s = it->second;
+void Registry::check_new(const std::string& name, Slot& s, const std::vector<int64_t>& shape) {
   if (s.filled) throw Error("tensor " + name + " given twice");
   if (shape != s.shape)
     throw Error("tensor " + name + " has shape " + shape_str(shape) + ", expected " +
                 shape_str(s.shape));
+}
+
+// Packs a weight slot from data of dtype (TDXL_F32 = 0 for converted fp32).
+void Registry::pack_slot(Slot& s, const void* data, int dtype) {
+  const Ops& o = pool_->ops();
+  if (s.geglu && o.pack_geglu) {
+    Slot& b = slots_.at(s.partner);
+    if (!b.filled) {  // wait for the bias
+      size_t esz = dtype == 0 ? 4 : 2;
+      const unsigned char* p = static_cast<const unsigned char*>(data);
+      s.pending.assign(p, p + esz * s.shape[0] * s.shape[1]);
+      s.pending_dtype = dtype;
+      return;
+    }
+    o.pack_geglu(pool_, s.packed, data, dtype, s.shape[0], s.shape[1], b.raw->data());
+    return;
+  }
+  if (dtype == 0)
+    o.pack(pool_, s.packed, static_cast<const float*>(data), s.shape[0], s.cin, s.kh, s.kw,
+           nullptr);
+  else
+    o.pack_raw(pool_, s.packed, data, dtype, s.shape[0], s.cin, s.kh, s.kw);
+}
+
+void Registry::pack_geglu_pending(Slot& w) {
+  if (w.pending_dtype < 0) return;
+  std::vector<unsigned char> bytes;
+  bytes.swap(w.pending);
+  pack_slot(w, bytes.data(), w.pending_dtype);
+  w.pending_dtype = -1;
+}
+
+bool Registry::set(const std::string& name, const std::vector<int64_t>& shape, const float* data) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return false;
+  Slot& s = it->second;
+  check_new(name, s, shape);
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   if (s.raw) {
     s.raw->assign(data, data + n);
-  } else {
-    ops().pack(pool_, s.packed, data, s.shape[0], s.cin, s.kh, s.kw, nullptr);
+    s.filled = true;
+    if (s.geglu) pack_geglu_pending(slots_.at(s.partner));
+    return true;
   }
+  pack_slot(s, data, 0);
   s.filled = true;
   return true;
+}
+
+bool Registry::set_raw(const std::string& name, const std::vector<int64_t>& shape, int dtype,
+                       const void* data, size_t) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || it->second.raw) return false;
+  if (!pool_->ops().pack_raw || (dtype != 0 && dtype != 1 && dtype != 2)) return false;
+  Slot& s = it->second;
+  check_new(name, s, shape);
+  pack_slot(s, data, dtype);
+  s.filled = true;
+  return true;
+}
+
+void Registry::geglu(const std::string& name, int64_t N2, int K, Packed* dst) {
+  packed(name, N2, K, 0, 0, true, dst);
+  Slot& w = slots_.at(name + ".weight");
+  Slot& b = slots_.at(name + ".bias");
+  w.geglu = b.geglu = true;
+  w.partner = name + ".bias";
+  b.partner = name + ".weight";
 }
 
 void Registry::finish() const {
@@ -106,7 +163,7 @@ void Linear::init(Registry& r, const std::string& name, int64_t in, int64_t out,
 
 void Linear::operator()(const RunCtx& c, const float* x, float* y, int64_t M,
                         const float* residual) const {
-  ops().linear(*c.pool, w, x, K, y, N, M, residual, N);
+  c.pool->ops().linear(*c.pool, w, x, K, y, N, M, residual, N);
 }
 
 void Conv::init(Registry& r, const std::string& name, int in, int out, int kernel, int stride_,
@@ -130,9 +187,9 @@ void Conv::operator()(const RunCtx& c, const float* x, int B, int H, int W, floa
   out_size(H, W, &oh, &ow);
   ConvShape s{B, H, W, oh, ow, stride, pad};
   if (k == 1 && stride == 1 && pad == 0)
-    ops().linear(*c.pool, w, x, cin, y, cout, static_cast<int64_t>(B) * H * W, residual, cout);
+    c.pool->ops().linear(*c.pool, w, x, cin, y, cout, static_cast<int64_t>(B) * H * W, residual, cout);
   else
-    ops().conv2d(*c.pool, w, x, s, y, residual);
+    c.pool->ops().conv2d(*c.pool, w, x, s, y, residual);
   if (OH) *OH = oh;
   if (OW) *OW = ow;
 }
@@ -168,7 +225,7 @@ std::vector<float> Resnet::operator()(const RunCtx& c, const float* x, int B, in
   c.check();
   const int64_t P = static_cast<int64_t>(B) * H * W;
   std::vector<float> h(P * cin);
-  ops().group_norm(*c.pool, x, h.data(), B, static_cast<int64_t>(H) * W, cin, groups, eps,
+  c.pool->ops().group_norm(*c.pool, x, h.data(), B, static_cast<int64_t>(H) * W, cin, groups, eps,
                    norm1.w.data(), norm1.b.data(), true);
   std::vector<float> h1(P * cout);
   conv1(c, h.data(), B, H, W, h1.data(), nullptr, nullptr);
@@ -184,7 +241,7 @@ std::vector<float> Resnet::operator()(const RunCtx& c, const float* x, int B, in
       }
     });
   }
-  ops().group_norm(*c.pool, h1.data(), h1.data(), B, static_cast<int64_t>(H) * W, cout, groups,
+  c.pool->ops().group_norm(*c.pool, h1.data(), h1.data(), B, static_cast<int64_t>(H) * W, cout, groups,
                    eps, norm2.w.data(), norm2.b.data(), true);
   std::vector<float> sc;
   const float* res = x;
@@ -216,13 +273,22 @@ void Attention::operator()(const RunCtx& c, const float* x, int B, int64_t T, co
     ctx = x;
     Tc = T;
   }
-  std::vector<float> qb(static_cast<size_t>(B) * T * inner), kb(static_cast<size_t>(B) * Tc * inner),
-      vb(static_cast<size_t>(B) * Tc * inner), ob(static_cast<size_t>(B) * T * inner);
+  std::vector<float> qb(static_cast<size_t>(B) * T * inner), ob(static_cast<size_t>(B) * T * inner);
+  std::vector<float> kb, vb;
   q(c, x, qb.data(), B * T);
-  k(c, ctx, kb.data(), B * Tc);
-  v(c, ctx, vb.data(), B * Tc);
+  const size_t kvn = static_cast<size_t>(B) * Tc * inner;
+  const bool cache = x != ctx && c.ctx_gen != 0;
+  std::vector<float>& kr = cache ? kcache_ : kb;
+  std::vector<float>& vr = cache ? vcache_ : vb;
+  if (!cache || kgen_ != c.ctx_gen || kcache_.size() != kvn) {
+    kr.resize(kvn);
+    vr.resize(kvn);
+    k(c, ctx, kr.data(), B * Tc);
+    v(c, ctx, vr.data(), B * Tc);
+    if (cache) kgen_ = c.ctx_gen;
+  }
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dim_head)));
-  ops().attention(*c.pool, qb.data(), inner, kb.data(), inner, vb.data(), inner, ob.data(), inner,
+  c.pool->ops().attention(*c.pool, qb.data(), inner, kr.data(), inner, vr.data(), inner, ob.data(), inner,
                   B, T, Tc, heads, dim_head, scale, false);
   out(c, ob.data(), y, B * T, residual);
 }

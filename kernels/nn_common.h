@@ -35,6 +35,14 @@ class Registry {
   // Feed one tensor converted to fp32. Returns false if the name is unknown (caller decides).
   // Throws on a shape mismatch or a duplicate.
   bool set(const std::string& name, const std::vector<int64_t>& shape, const float* data);
+  // A GEGLU projection: like packed(name, N2, K, 0, 0, true, dst), packed through ops().pack_geglu
+  // (with its bias) when the pool's table has one.
+  void geglu(const std::string& name, int64_t N2, int K, Packed* dst);
+  // Feed a packed weight straight from checkpoint bytes (dtype TDXL_F32/F16/BF16) when the pool's
+  // table packs raw bytes; false = not handled (caller converts to fp32 and calls set).
+  // Throws on a shape mismatch or a duplicate.
+  bool set_raw(const std::string& name, const std::vector<int64_t>& shape, int dtype,
+               const void* data, size_t nbytes);
   bool has(const std::string& name) const { return slots_.count(name) != 0; }
   // Throws naming the first parameter that never arrived.
   void finish() const;
@@ -49,7 +57,16 @@ class Registry {
     Packed* packed = nullptr;
     int cin = 0, kh = 1, kw = 1;
     bool filled = false;
+    // GEGLU pairing: the weight slot names its bias slot and vice versa; a weight that arrives
+    // before its bias waits in pending (bytes, pending_dtype).
+    bool geglu = false;
+    std::string partner;
+    std::vector<unsigned char> pending;
+    int pending_dtype = -1;
   };
+  void check_new(const std::string& name, Slot& s, const std::vector<int64_t>& shape);
+  void pack_slot(Slot& s, const void* data, int dtype);
+  void pack_geglu_pending(Slot& w);
   std::map<std::string, Slot> slots_;
   Pool* pool_ = nullptr;
 
@@ -108,6 +125,10 @@ struct Attention {
   // x [B][T][query_dim], ctx [B][Tc][context_dim] (null = self) -> y [B][T][query_dim] (+residual)
   void operator()(const RunCtx& c, const float* x, int B, int64_t T, const float* ctx,
                   int64_t Tc, float* y, const float* residual) const;
+  // Cross-attention K/V of the text context c.ctx_gen (computed at the first step of an image and
+  // reused at every later step; the pipeline serialises calls).
+  mutable std::vector<float> kcache_, vcache_;
+  mutable uint64_t kgen_ = 0;
 };
 
 std::vector<float> silu_copy(const RunCtx& c, const float* x, int64_t n);

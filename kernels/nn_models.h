@@ -72,6 +72,8 @@ class UNet {
   std::deque<Level> down_, up_;
   Resnet mid_r0_, mid_r1_;
   Transformer2D mid_attn_;
+  mutable std::vector<float> ehs_copy_;  // text context of the cached cross-attention K/V
+  mutable uint64_t ctx_gen_ = 0;
 };
 
 class VaeDecoder {

@@ -26,7 +26,9 @@ void Transformer2D::init(Registry& r, const std::string& name, int channels, int
     b.n2.init(r, p + ".norm2", channels);
     b.a2.init(r, p + ".attn2", channels, cross_dim, heads, dh, false);
     b.n3.init(r, p + ".norm3", channels);
-    b.ff1.init(r, p + ".ff.net.0.proj", channels, static_cast<int64_t>(channels) * 8, true);
+    b.ff1.N = static_cast<int64_t>(channels) * 8;
+    b.ff1.K = channels;
+    r.geglu(p + ".ff.net.0.proj", b.ff1.N, channels, &b.ff1.w);
     b.ff2.init(r, p + ".ff.net.2", static_cast<int64_t>(channels) * 4, channels, true);
   }
   proj_out.init(r, name + ".proj_out", channels, channels, true);
@@ -38,19 +40,24 @@ std::vector<float> Transformer2D::operator()(const RunCtx& c, const float* x, in
   const int64_t HW = static_cast<int64_t>(H) * W, M = B * HW;
   std::vector<float> n(M * C), h(M * C), h2(M * C);
   // transformer GroupNorm eps is 1e-6 in diffusers' Transformer2DModel
-  ops().group_norm(*c.pool, x, n.data(), B, HW, C, groups, 1e-6f, norm.w.data(), norm.b.data(),
+  c.pool->ops().group_norm(*c.pool, x, n.data(), B, HW, C, groups, 1e-6f, norm.w.data(), norm.b.data(),
                    false);
   proj_in(c, n.data(), h.data(), M);
-  std::vector<float> ff(M * C * 8), g(M * C * 4);
+  std::vector<float> ff(blocks.empty() || blocks.front().ff1.w.geglu ? 0 : M * C * 8), g(M * C * 4);
   for (const Block& b : blocks) {
     c.check();
-    ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n1.w.data(), b.n1.b.data());
+    c.pool->ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n1.w.data(), b.n1.b.data());
     b.a1(c, n.data(), B, HW, nullptr, 0, h2.data(), h.data());  // h2 = attn1 + h
-    ops().layer_norm(*c.pool, h2.data(), n.data(), M, C, 1e-5f, b.n2.w.data(), b.n2.b.data());
+    c.pool->ops().layer_norm(*c.pool, h2.data(), n.data(), M, C, 1e-5f, b.n2.w.data(), b.n2.b.data());
     b.a2(c, n.data(), B, HW, ehs, T, h.data(), h2.data());  // h = attn2 + h2
-    ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n3.w.data(), b.n3.b.data());
-    b.ff1(c, n.data(), ff.data(), M);
-    geglu(*c.pool, ff.data(), g.data(), M, static_cast<int64_t>(C) * 4);
+    c.pool->ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n3.w.data(), b.n3.b.data());
+    if (b.ff1.w.geglu) {  // fused: g = hidden * gelu(gate) in the GEMM epilogue
+      c.pool->ops().linear(*c.pool, b.ff1.w, n.data(), C, g.data(), static_cast<int64_t>(C) * 4, M,
+                           nullptr, 0);
+    } else {
+      b.ff1(c, n.data(), ff.data(), M);
+      geglu(*c.pool, ff.data(), g.data(), M, static_cast<int64_t>(C) * 4);
+    }
     b.ff2(c, g.data(), h2.data(), M, h.data());  // h2 = ff + h
     std::swap(h, h2);
   }
@@ -139,9 +146,19 @@ struct Act {  // an NHWC activation with its geometry
 };
 }  // namespace
 
-void UNet::forward(const RunCtx& c, const float* sample, int B, int h, int w, float timestep,
+void UNet::forward(const RunCtx& c_, const float* sample, int B, int h, int w, float timestep,
                    const float* ehs, int T, const float* text_embeds, const float* time_ids,
-                   float* out) const {
+                   float* out_) const {
+  // The text context: cross-attention K/V are reused while it stays the same (every step of an
+  // image); a different context (next image, other prompt) starts a new generation.
+  const size_t ehs_n = static_cast<size_t>(B) * T * cfg_.cross_attention_dim;
+  if (ehs_copy_.size() != ehs_n || std::memcmp(ehs_copy_.data(), ehs, sizeof(float) * ehs_n) != 0) {
+    ehs_copy_.assign(ehs, ehs + ehs_n);
+    ctx_gen_++;
+  }
+  RunCtx c = c_;
+  c.ctx_gen = ctx_gen_;
+  float* out = out_;
   const int c0 = cfg_.block_out[0];
   // time embedding
   std::vector<float> tvec(B, timestep), tproj(static_cast<size_t>(B) * c0);
@@ -243,7 +260,7 @@ void UNet::forward(const RunCtx& c, const float* sample, int B, int h, int w, fl
   }
   c.check();
   std::vector<float> n(cur.d.size());
-  ops().group_norm(*c.pool, cur.d.data(), n.data(), B, static_cast<int64_t>(cur.H) * cur.W, cur.C,
+  c.pool->ops().group_norm(*c.pool, cur.d.data(), n.data(), B, static_cast<int64_t>(cur.H) * cur.W, cur.C,
                    cfg_.norm_groups, cfg_.norm_eps, norm_out_.w.data(), norm_out_.b.data(), false);
   c.tap_nhwc("conv_norm_out", n.data(), B, cur.H, cur.W, cur.C);
   silu_inplace(*c.pool, n.data(), n.size());

@@ -60,7 +60,7 @@ void VaeDecoder::forward(const RunCtx& c, const float* zin, int B, int h, int w,
   {
     const int64_t HW = static_cast<int64_t>(H) * W;
     std::vector<float> nrm(x.size()), y(x.size());
-    ops().group_norm(*c.pool, x.data(), nrm.data(), B, HW, C, cfg_.norm_groups, kVaeEps,
+    c.pool->ops().group_norm(*c.pool, x.data(), nrm.data(), B, HW, C, cfg_.norm_groups, kVaeEps,
                      mid_gn_.w.data(), mid_gn_.b.data(), false);
     mid_attn_(c, nrm.data(), B, HW, nullptr, 0, y.data(), x.data());  // + residual
     x.swap(y);
@@ -86,7 +86,7 @@ void VaeDecoder::forward(const RunCtx& c, const float* zin, int B, int h, int w,
   }
   c.check();
   std::vector<float> nrm(x.size());
-  ops().group_norm(*c.pool, x.data(), nrm.data(), B, static_cast<int64_t>(H) * W, C,
+  c.pool->ops().group_norm(*c.pool, x.data(), nrm.data(), B, static_cast<int64_t>(H) * W, C,
                    cfg_.norm_groups, kVaeEps, norm_out_.w.data(), norm_out_.b.data(), false);
   c.tap_nhwc("decoder.conv_norm_out", nrm.data(), B, H, W, C);
   silu_inplace(*c.pool, nrm.data(), nrm.size());

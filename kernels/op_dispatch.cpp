@@ -23,15 +23,15 @@ void ref_layer_norm(Pool& pool, const float* x, float* y, int64_t M, int C, floa
 const Ops& ref_ops() {
   static const Ops table = {
       "ref-fp32",     ref_pack_weights, ref_linear,     ref_conv2d,
-      ref_attention,  ref_group_norm,   ref_layer_norm,
+      ref_attention,  ref_group_norm,   ref_layer_norm, nullptr, nullptr,
   };
   return table;
 }
 
-const Ops& ops() {
-  // Filled once (thread-safe static init). Fast variants will be selected here.
-  static const Ops& table = ref_ops();
-  return table;
-}
+const Ops& ops() { return ref_ops(); }
+
+// A pipeline picks its table once at creation (tdxl_pipe_new): the fast isa table at the level
+// chosen from CPUID (capped by TDXL_MAX_ISA / Options), or the reference table for "ref".
+const Ops& Pool::ops() const { return table ? *table : ref_ops(); }
 
 }  // namespace tdxl

@@ -70,6 +70,11 @@ typedef struct {
   tdxl_unet_config unet;
   tdxl_vae_config vae;
   int threads; /* <= 0: all online CPUs */
+  /* Kernel path: isa_level -1 = the fast kernels' best level (CPUID, capped by TDXL_MAX_ISA),
+   * 0 = the fp32 reference ops (the oracle), else a TDXL_ISA_* level of kernels/internal/isa/isa.h;
+   * resident = TDXL_ISA_RESIDENT_BF16 (0) or _F32 (1): how the fast path keeps packed weights. */
+  int isa_level;
+  int resident;
 } tdxl_pipe_config;
 
 /* Scheduler: EulerAncestralDiscreteScheduler. */
@@ -97,7 +102,9 @@ int tdxl_pipe_finish(tdxl_pipe* p, char* err, size_t errlen);
 void tdxl_pipe_free(tdxl_pipe* p);
 void tdxl_pipe_cancel(tdxl_pipe* p, int on);
 int tdxl_pipe_threads(const tdxl_pipe* p);
-const char* tdxl_pipe_kernel_path(const tdxl_pipe* p);
+const char* tdxl_pipe_kernel_path(const tdxl_pipe* p); /* e.g. "avx512bf16/bf16", "ref-fp32" */
+/* Registers kernels/internal/isa's function table (api.h); called once by the Go package's init. */
+void tdxl_core_set_isa_api(const void* api);
 
 /* ---- stages ---- */
 

@@ -12,6 +12,7 @@ package isa
 #cgo LDFLAGS: -lpthread
 #include <stdlib.h>
 #include "isa.h"
+#include "api.h"
 */
 import "C"
 
@@ -312,3 +313,7 @@ func (c *Ctx) LayerNorm(m, ch int, eps float32, x, gamma, beta, y []float32) err
 		fptr(y))
 	return status("layer norm", rc)
 }
+
+// API is the address of the C table of isa.h's functions (api.h), through which package kernels' C++
+// calls these kernels (a cgo package cannot link another package's C symbols by name).
+func API() unsafe.Pointer { return unsafe.Pointer(C.tdxl_isa_get_api()) }

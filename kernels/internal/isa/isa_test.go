@@ -40,14 +40,6 @@ func newCtx(t *testing.T, threads int, l Level) *Ctx {
 	return c
 }
 
-func randSlice(r *rand.Rand, n int, scale float64) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = float32((r.Float64()*2 - 1) * scale)
-	}
-	return s
-}
-
 // relL2 = ||got - want|| / ||want|| over a strided [rows][cols] view; NaN or Inf never passes.
 func relL2(got []float32, want []float64, rows, cols, ldg int) float64 {
 	var num, den float64
@@ -66,15 +58,6 @@ func relL2(got []float32, want []float64, rows, cols, ldg int) float64 {
 		return math.Sqrt(num)
 	}
 	return math.Sqrt(num / den)
-}
-
-func f32bytes(s []float32) []byte {
-	b := make([]byte, 4*len(s))
-	for i, v := range s {
-		u := math.Float32bits(v)
-		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
-	}
-	return b
 }
 
 // toHalf encodes s as dt (F16 or BF16, round to nearest even) and returns the bytes and the decoded values.
