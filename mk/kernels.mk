@@ -8,12 +8,19 @@ export TDXL_GOLDEN_DIR
 
 KERNELS_PKGS := ./kernels ./kernels/bench/...
 # Flags of the kernels benchmark (see `go run ./kernels/bench/cmd/kbench --help`): 512x512, 4 steps,
-# batch 1 on the synthesized full-size sdxl-turbo (cached under $XDG_CACHE_HOME/tdxl or ~/.cache/tdxl).
-KBENCH_ARGS ?= --height 512 --width 512 --step 4 --batch 1
+# batch 1, bf16-resident weights on the best fast path, on the synthesized full-size sdxl-turbo (cached
+# under $XDG_CACHE_HOME/tdxl or ~/.cache/tdxl), plus the GEMM/conv/attention report over SDXL shapes.
+KBENCH_ARGS ?= --height 512 --width 512 --step 4 --batch 1 --bf16
 
 BENCH_EXTRA += bench-kernels
+# TestGolden runs the reference path and the machine's best fast path (fp32 and bf16 weights) in
+# test-go; this adds the AVX2 path (capped by TDXL_MAX_ISA), a few seconds.
+TEST_EXTRA += test-kernels-avx2
 
-.PHONY: test-kernels bench-kernels
+.PHONY: test-kernels test-kernels-avx2 bench-kernels
+test-kernels-avx2:
+	TDXL_MAX_ISA=avx2 CGO_ENABLED=1 $(GO) test -count=1 -run '^TestGolden$$' ./kernels
+
 # Quick check of the kernels packages alone (golden + unit tests, -race on the Go side).
 test-kernels:
 	CGO_ENABLED=1 $(GO) vet $(KERNELS_PKGS)

@@ -1,7 +1,11 @@
 // Package bench is the end-to-end benchmark of the kernels core (`tdxl-backend bench`, `make bench`):
 // it synthesizes (once, cached outside the repository) a random-weight checkpoint of the chosen
 // preset, loads it and times text encoders, every UNet step, the VAE decoder and PNG encoding, then
-// prints peak RSS, the thread count, the kernel path and one JSON line of headline figures.
+// measures the fp32 FMA peak in the same run, prints achieved GFLOP/s per stage against it (for the
+// SDXL architecture, whose FLOPs are known), runs the isa package's GEMM/conv/attention report over
+// SDXL's shapes, prints peak RSS, the thread count, the kernel path and ends with one JSON line:
+// {"isa","threads","peak_gflops","gemm_pct_of_peak","te_s","unet_step_s","vae_s","image_s","floor_s",
+// "peak_rss_bytes","width","height","steps","batch"} (floor_s = FLOPs of one image / peak).
 // It is a report, not a test.
 package bench
 
@@ -13,6 +17,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +25,7 @@ import (
 	"time"
 
 	"github.com/tdxl/tdxl/kernels"
+	"github.com/tdxl/tdxl/kernels/internal/isa"
 	"github.com/tdxl/tdxl/kernels/synth"
 )
 
@@ -36,6 +42,8 @@ type config struct {
 	steps, repeat, threads   int
 	seed                     int64
 	bf16                     bool
+	isa, gemm                string
+	peakSeconds              float64
 }
 
 func parse(args []string, stderr io.Writer) (*config, int) {
@@ -52,7 +60,10 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.IntVar(&c.repeat, "repeat", 1, "timed runs")
 	fs.IntVar(&c.threads, "threads", 0, "threads (0 = all cores)")
 	fs.Int64Var(&c.seed, "seed", 0, "noise seed")
-	fs.BoolVar(&c.bf16, "bf16", false, "bf16 weights (accepted for script compatibility; the reference path computes in fp32)")
+	fs.BoolVar(&c.bf16, "bf16", false, "bf16-resident weights (converted once at load) on the fast path; default fp32-resident")
+	fs.StringVar(&c.isa, "isa", "", "cap the kernel path: amx | avx512bf16 | avx512 | avx2 | ref (default: best of CPUID, capped by TDXL_MAX_ISA)")
+	fs.StringVar(&c.gemm, "gemm", "full", "GEMM/conv/attention microbenchmark over SDXL shapes: full | short | off")
+	fs.Float64Var(&c.peakSeconds, "peak-seconds", 1, "seconds of the FMA peak measurement")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tdxl-backend bench [--model-dir DIR | --preset sdxl-turbo|tiny] [--batch N] [--height H] [--width W] [--step N] [--repeat N] [--threads N] [--prompt P] [--bf16]")
 		fs.PrintDefaults()
@@ -63,8 +74,9 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		}
 		return nil, ExitUsage
 	}
-	if fs.NArg() != 0 || c.repeat < 1 || c.batch < 1 || c.steps < 1 || c.threads < 0 {
-		fmt.Fprintln(stderr, "bench: error: bad arguments (repeat, batch, step must be >= 1; threads >= 0; no positional arguments)")
+	if fs.NArg() != 0 || c.repeat < 1 || c.batch < 1 || c.steps < 1 || c.threads < 0 || c.peakSeconds <= 0 ||
+		(c.gemm != "full" && c.gemm != "short" && c.gemm != "off") {
+		fmt.Fprintln(stderr, "bench: error: bad arguments (repeat, batch, step must be >= 1; threads >= 0; peak-seconds > 0; gemm full|short|off; no positional arguments)")
 		return nil, ExitUsage
 	}
 	return c, -1
@@ -128,18 +140,26 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	prec := "fp32"
+	if c.bf16 {
+		prec = "bf16"
+	}
 	t0 := time.Now()
-	p, err := kernels.Open(dir, kernels.Options{Threads: c.threads})
+	p, err := kernels.Open(dir, kernels.Options{Threads: c.threads, ISA: c.isa, Precision: prec})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	load := time.Since(t0)
 	info := p.Info()
-	fmt.Fprintf(stdout, "load: %.2f s  (model %s, kernel path %s, %d threads)\n", secs(load), info.Model, info.ISA, info.Threads)
-	if c.bf16 {
-		fmt.Fprintln(stdout, "note: --bf16 accepted; the reference kernel path computes in fp32")
+	fmt.Fprintf(stdout, "load: %.2f s  (model %s, kernel path %s, %d threads; CPU features: best isa level %s)\n",
+		secs(load), info.Model, info.ISA, info.Threads, isa.Best())
+	peak, err := fmaPeak(info.Threads, c.peakSeconds)
+	if err != nil {
+		return err
 	}
+	fmt.Fprintf(stdout, "fp32 FMA peak (same run, %d threads, %s): %.1f GFLOP/s\n", info.Threads, fmaLevel(), peak)
+	work := sdxlWork(dir, c.width, c.height)
 	fmt.Fprintf(stdout, "run: %dx%d, %d steps, batch %d, %d repeat(s)\n", c.width, c.height, c.steps, c.batch, c.repeat)
 	var last *kernels.Result
 	var pngTime time.Duration
@@ -165,22 +185,79 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 			secs(tm.Total), float64(c.batch)/secs(tm.Total))
 		last = res
 	}
-	rss := peakRSS()
-	fmt.Fprintf(stdout, "peak RSS: %.2f GiB (VmHWM)\n", float64(rss)/(1<<30))
 	tm := last.Timings
 	var unet time.Duration
 	for _, s := range tm.UNetSteps {
 		unet += s
 	}
+	stepS := secs(unet) / float64(len(tm.UNetSteps))
+	nb := float64(c.batch)
+	imageS := secs(tm.Total) / nb
+	floor := 0.0
+	if work.unetStep > 0 {
+		rate := func(gflop, s float64) string {
+			g := gflop * nb / s
+			return fmt.Sprintf("%.1f GFLOP/s = %.0f%% of peak", g, 100*g/peak)
+		}
+		fmt.Fprintf(stdout, "achieved (last run): text encoders %s; unet step %s; vae %s; whole image %s\n",
+			rate(work.te, secs(tm.TextEncoders)), rate(work.unetStep, stepS), rate(work.vae, secs(tm.VAE)),
+			rate(work.image(c.steps), secs(tm.Total)))
+		floor = work.image(c.steps) / peak
+		fmt.Fprintf(stdout, "work per image %.0f GFLOP; floor at the measured peak %.1f s; image %.1f s = %.2fx the floor\n",
+			work.image(c.steps), floor, imageS, imageS/floor)
+	} else {
+		fmt.Fprintln(stdout, "achieved GFLOP/s: not counted for this architecture (only the SDXL one)")
+	}
+	gemmPct := 0.0
+	if c.gemm != "off" {
+		r, err := isa.Report(stdout, isa.ReportOptions{Threads: info.Threads, Short: c.gemm == "short",
+			PeakTime: time.Duration(c.peakSeconds * float64(time.Second))})
+		if err != nil {
+			return fmt.Errorf("gemm report: %w", err)
+		}
+		gemmPct = r.GEMMPctFMAWall
+	}
+	rss := peakRSS()
+	fmt.Fprintf(stdout, "peak RSS: %.2f GiB (VmHWM); threads %d; kernel path %s\n", float64(rss)/(1<<30), info.Threads, info.ISA)
 	head := map[string]any{
-		"isa": info.ISA, "threads": info.Threads, "load_s": secs(load), "te_s": secs(tm.TextEncoders),
-		"unet_step_s": secs(unet) / float64(len(tm.UNetSteps)), "vae_s": secs(tm.VAE), "png_s": secs(pngTime),
-		"image_s": secs(tm.Total) / float64(c.batch), "peak_rss_bytes": rss, "width": c.width, "height": c.height,
-		"steps": c.steps, "batch": c.batch,
+		"isa": info.ISA, "threads": info.Threads, "peak_gflops": round(peak, 1), "gemm_pct_of_peak": round(gemmPct, 1),
+		"te_s": round(secs(tm.TextEncoders), 3), "unet_step_s": round(stepS, 3), "vae_s": round(secs(tm.VAE), 3),
+		"image_s": round(imageS, 3), "floor_s": round(floor, 3), "peak_rss_bytes": rss,
+		"width": c.width, "height": c.height, "steps": c.steps, "batch": c.batch,
 	}
 	b, _ := json.Marshal(head)
 	fmt.Fprintln(stdout, string(b))
 	return nil
+}
+
+func round(v float64, digits int) float64 {
+	s := math.Pow(10, float64(digits))
+	return math.Round(v*s) / s
+}
+
+// fmaLevel is the level whose FMA loop measures the peak (zmm for avx512 and up, ymm for avx2).
+func fmaLevel() isa.Level {
+	if isa.Supported(isa.LevelAVX512) {
+		return isa.LevelAVX512
+	}
+	if isa.Supported(isa.LevelAVX2) {
+		return isa.LevelAVX2
+	}
+	return isa.LevelRef
+}
+
+// fmaPeak measures the fp32 FMA peak on threads threads (C's tdxl_isa_peak), by wall clock.
+func fmaPeak(threads int, seconds float64) (float64, error) {
+	c, err := isa.NewCtx(threads, fmaLevel())
+	if err != nil {
+		return 0, fmt.Errorf("fma peak: %w", err)
+	}
+	defer c.Close()
+	g, _, err := c.Peak(false, seconds)
+	if err != nil {
+		return 0, fmt.Errorf("fma peak: %w", err)
+	}
+	return g, nil
 }
 
 // peakRSS reads VmHWM from /proc/self/status (bytes; 0 if unavailable).

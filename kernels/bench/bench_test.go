@@ -30,7 +30,7 @@ func goldenModel(t *testing.T) string {
 func TestMainReport(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), []string{"--model-dir", goldenModel(t), "--height", "64", "--width", "96",
-		"--step", "2", "--batch", "2", "--threads", "2"}, &out, &errb)
+		"--step", "2", "--batch", "2", "--threads", "2", "--gemm", "short", "--peak-seconds", "0.05", "--bf16"}, &out, &errb)
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -39,15 +39,16 @@ func TestMainReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &head); err != nil {
 		t.Fatalf("last line is not JSON: %q: %v", lines[len(lines)-1], err)
 	}
-	for _, k := range []string{"isa", "threads", "te_s", "unet_step_s", "vae_s", "image_s", "peak_rss_bytes"} {
+	for _, k := range []string{"isa", "threads", "peak_gflops", "gemm_pct_of_peak", "te_s", "unet_step_s", "vae_s",
+		"image_s", "floor_s", "peak_rss_bytes", "width", "height", "steps", "batch"} {
 		if _, ok := head[k]; !ok {
 			t.Errorf("headline JSON lacks %q: %v", k, head)
 		}
 	}
-	if head["threads"].(float64) != 2 || head["peak_rss_bytes"].(float64) <= 0 {
+	if head["threads"].(float64) != 2 || head["peak_rss_bytes"].(float64) <= 0 || head["peak_gflops"].(float64) <= 0 {
 		t.Errorf("headline %v", head)
 	}
-	for _, want := range []string{"load:", "unet step 2", "vae", "peak RSS"} {
+	for _, want := range []string{"load:", "unet step 2", "vae", "peak RSS", "FMA peak", "isa report"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
