@@ -35,9 +35,22 @@ type tdxQuote struct {
 	extra    int    // bytes after the signature data (zero padding, or appended text)
 }
 
+// quoteToProto is abi.QuoteToProto made safe for hostile input: go-tdx-guest's
+// parser indexes slices by lengths read from the quote without checking them
+// (a QE auth data size past the end of the buffer panics), so a forged quote
+// must come back as a malformed-evidence error, never as a crash of the client.
+func quoteToProto(raw []byte) (p any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("go-tdx-guest parser failed on malformed quote: %v", r)
+		}
+	}()
+	return abi.QuoteToProto(raw)
+}
+
 // parseTDXQuote parses a v4 or v5 quote, tolerating bytes after the signature data.
 func parseTDXQuote(raw []byte) (*tdxQuote, error) {
-	p, err := abi.QuoteToProto(raw)
+	p, err := quoteToProto(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: parsing TDX quote: %v", ErrEvidenceMalformed, err)
 	}
