@@ -229,6 +229,7 @@ std::vector<float> Resnet::operator()(const RunCtx& c, const float* x, int B, in
                    norm1.w.data(), norm1.b.data(), true);
   std::vector<float> h1(P * cout);
   conv1(c, h.data(), B, H, W, h1.data(), nullptr, nullptr);
+  std::vector<float>().swap(h);  // release now: the peak of a 1024² VAE block is a few of these
   if (has_temb && temb_act) {
     std::vector<float> t(static_cast<size_t>(B) * cout);
     time_emb_proj(c, temb_act, t.data(), B);
