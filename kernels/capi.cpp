@@ -284,6 +284,15 @@ int tdxl_pipe_threads(const tdxl_pipe* p) { return p ? p->pool->threads() : 0; }
 
 const char* tdxl_pipe_kernel_path(const tdxl_pipe* p) { return p ? p->path.c_str() : ""; }
 
+void tdxl_pipe_arena_stats(const tdxl_pipe* p, uint64_t* requests, uint64_t* new_blocks,
+                           uint64_t* peak_bytes) {
+  Arena::Stats st;
+  if (p) st = p->pool->arena.stats();
+  if (requests) *requests = st.gets;
+  if (new_blocks) *new_blocks = st.misses;
+  if (peak_bytes) *peak_bytes = st.peak_bytes;
+}
+
 int tdxl_sched_tables(const tdxl_sched_config* cfg, int steps, float* timesteps, float* sigmas,
                       float* init_noise_sigma, float* alphas_cumprod, float* train_sigmas,
                       char* err, size_t errlen) {
@@ -373,7 +382,25 @@ int tdxl_vae_decode(tdxl_pipe* p, const float* latents, int B, int h, int w, flo
     const float sf = p->vae.config().scaling_factor;
     for (int64_t i = 0; i < n; i++) z[i] = latents[i] / sf;
     if (vae_input) std::memcpy(vae_input, z.data(), sizeof(float) * n);
-    p->vae.forward(p->ctx(), z.data(), B, h, w, decoded);
+    // The activation cache holds one stage's blocks at a time (core_arena.cpp): the UNet's go
+    // before the VAE runs, the VAE's once it is done (also when it fails or is cancelled).
+    struct Trim {
+      Arena& a;
+      ~Trim() { a.trim(); }
+    } trim{p->pool->arena};
+    p->pool->arena.trim();
+    // One image at a time: the decoder mixes nothing across the batch, its GEMMs have 64K+ rows
+    // per image already, and slicing keeps its memory that of one image (a batch-4 decode would
+    // need 4x the activations for no gain).
+    const int up = p->vae.upscale();
+    const int64_t zin = static_cast<int64_t>(p->vae.config().latent_channels) * h * w;
+    const int64_t dout = static_cast<int64_t>(p->vae.config().out_channels) * h * up * w * up;
+    // (Debug taps keep batch element 0's intermediates, as the golden set does.)
+    for (int b = 0; b < B; b++) {
+      RunCtx c = p->ctx();
+      if (b > 0) c.taps = nullptr;
+      p->vae.forward(c, z.data() + b * zin, 1, h, w, decoded + b * dout);
+    }
   });
 }
 

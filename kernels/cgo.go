@@ -117,6 +117,12 @@ func (h *handle) threads() int { return int(C.tdxl_pipe_threads(h.p)) }
 
 func (h *handle) kernelPath() string { return C.GoString(C.tdxl_pipe_kernel_path(h.p)) }
 
+func (h *handle) arenaStats() ActivationStats {
+	var req, fresh, peak C.uint64_t
+	C.tdxl_pipe_arena_stats(h.p, &req, &fresh, &peak)
+	return ActivationStats{Requests: uint64(req), NewBlocks: uint64(fresh), PeakBytes: uint64(peak)}
+}
+
 // schedTables computes the scheduler tables for steps inference steps.
 func schedTables(cfg *C.tdxl_sched_config, steps, numTrain int) (ts, sigmas []float32, init float32, ac, trainSigmas []float32, err error) {
 	if steps < 1 || steps > numTrain {

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -27,6 +29,57 @@ struct Cancelled : std::runtime_error {
 };
 
 struct Ops;
+
+// ---- activation memory (core_arena.cpp) ----
+// A per-pipeline cache of blocks keyed by page-rounded size: get() reuses a released block of the
+// same size when there is one, else maps a new one (uninitialized). trim() returns the cached blocks
+// to the OS. Thread-safe, though the model code allocates only from the calling thread.
+class Arena {
+ public:
+  struct Stats {
+    uint64_t gets = 0, misses = 0;          // requests; requests that had to map new memory
+    size_t live_bytes = 0, cached_bytes = 0;  // in use; released and kept for reuse
+    size_t peak_bytes = 0;                  // max of live + cached
+  };
+  Arena() = default;
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  float* get(size_t n);  // n floats, 64-byte aligned (2 MiB for large blocks), uninitialized
+  void put(float* p, size_t n);
+  void trim();
+  Stats stats() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::multimap<size_t, void*> free_;  // rounded bytes -> block
+  Stats st_;
+};
+
+// An activation tensor's memory from an Arena: move-only, uninitialized, returned to the arena's
+// cache when destroyed or reset.
+class Buf {
+ public:
+  Buf() = default;
+  Buf(Arena& a, size_t n);
+  Buf(Buf&& o) noexcept;
+  Buf& operator=(Buf&& o) noexcept;
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() { reset(); }
+  float* data() { return p_; }
+  const float* data() const { return p_; }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  float& operator[](size_t i) { return p_[i]; }
+  float operator[](size_t i) const { return p_[i]; }
+  void reset();  // give the memory back now
+
+ private:
+  Arena* a_ = nullptr;
+  float* p_ = nullptr;
+  size_t n_ = 0;
+};
 
 // ---- thread pool (core_pool.cpp) ----
 // One persistent pool. run(n, fn) calls fn(i) for i in [0, n) on the pool's threads (the caller
@@ -48,6 +101,9 @@ class Pool {
   void* isa = nullptr;
   int resident = 0;
   const Ops& ops() const;
+  // The pipeline's activation memory.
+  mutable Arena arena;
+  Buf buf(size_t n) const { return Buf(arena, n); }
 
  private:
   struct Impl;
@@ -117,6 +173,9 @@ struct Ops {
   // bias [N2] (may be null); linear() with it writes y[M][N2/2] and ignores p->bias.
   void (*pack_geglu)(Pool* pool, Packed* p, const void* w, int dtype, int64_t N2, int64_t K,
                      const float* bias);
+  // linear/conv2d accept residual == y (same pointer, ldr == ldy): the output accumulates onto its
+  // own residual, so a block's result can take the place of its input (saves one tensor).
+  bool residual_may_alias_y;
 };
 const Ops& ops();      // the reference table (kept for code without a pool)
 const Ops& ref_ops();
@@ -152,6 +211,8 @@ struct RunCtx {
   // Identifies the text context (encoder hidden states) of the running UNet call: cross-attention
   // layers reuse their K/V projections while it stays the same (0 = no caching).
   uint64_t ctx_gen = 0;
+  // Uninitialized activation memory from the pipeline's arena.
+  Buf buf(size_t n) const { return pool->buf(n); }
   void check() const {
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed) != 0) throw Cancelled();
   }

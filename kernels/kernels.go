@@ -93,6 +93,25 @@ type Pipeline struct {
 	closed bool
 }
 
+// ActivationStats counts the pipeline's activation memory since Open: every intermediate tensor
+// is a block from a per-pipeline cache, so after the first image at a size the hot path maps
+// (almost) nothing new; the cache is emptied at stage boundaries to keep the peak down.
+type ActivationStats struct {
+	Requests  uint64 // blocks asked for
+	NewBlocks uint64 // requests that mapped new memory (the rest reused a cached block)
+	PeakBytes uint64 // most bytes held at once, live plus cached
+}
+
+// ActivationStats returns the counters (zero after Close).
+func (p *Pipeline) ActivationStats() ActivationStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.h == nil {
+		return ActivationStats{}
+	}
+	return p.h.arenaStats()
+}
+
 // Info returns the model name, kernel path and thread count.
 func (p *Pipeline) Info() Info { return p.info }
 

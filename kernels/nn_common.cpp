@@ -220,38 +220,62 @@ void Resnet::init(Registry& r, const std::string& name, int in, int out, int tem
   }
 }
 
-std::vector<float> Resnet::operator()(const RunCtx& c, const float* x, int B, int H, int W,
-                                      const float* temb_act) const {
+Buf Resnet::operator()(const RunCtx& c, const float* x, int B, int H, int W,
+                       const float* temb_act, Buf* own) const {
   c.check();
-  const int64_t P = static_cast<int64_t>(B) * H * W;
-  std::vector<float> h(P * cin);
-  c.pool->ops().group_norm(*c.pool, x, h.data(), B, static_cast<int64_t>(H) * W, cin, groups, eps,
-                   norm1.w.data(), norm1.b.data(), true);
-  std::vector<float> h1(P * cout);
+  const int64_t P = static_cast<int64_t>(B) * H * W, HW = static_cast<int64_t>(H) * W;
+  const Ops& o = c.pool->ops();
+  if (own && own->data() != x) own = nullptr;
+  const bool alias = o.residual_may_alias_y;
+  // The result buffer. With a shortcut it starts as shortcut(x), and conv2 accumulates onto it;
+  // without one, conv2 may accumulate onto x itself when x is ours.
+  Buf out;
+  if (has_shortcut && alias) {
+    out = c.buf(P * cout);
+    shortcut(c, x, B, H, W, out.data(), nullptr, nullptr);
+  }
+  // h = silu(norm1(x)): in place when x is ours and no longer needed as the residual.
+  Buf h;
+  if (own && has_shortcut && alias) {
+    h = std::move(*own);
+  } else {
+    h = c.buf(P * cin);
+  }
+  o.group_norm(*c.pool, x, h.data(), B, HW, cin, groups, eps, norm1.w.data(), norm1.b.data(), true);
+  Buf h1 = c.buf(P * cout);
   conv1(c, h.data(), B, H, W, h1.data(), nullptr, nullptr);
-  std::vector<float>().swap(h);  // release now: the peak of a 1024² VAE block is a few of these
+  h.reset();  // release now: the peak of a 1024² VAE block is a few of these
   if (has_temb && temb_act) {
     std::vector<float> t(static_cast<size_t>(B) * cout);
     time_emb_proj(c, temb_act, t.data(), B);
-    const int64_t hw = static_cast<int64_t>(H) * W;
+    float* h1p = h1.data();
     c.pool->run(B, [&](int64_t b) {
       const float* tb = t.data() + b * cout;
-      for (int64_t p = 0; p < hw; p++) {
-        float* row = h1.data() + (b * hw + p) * cout;
+      for (int64_t p = 0; p < HW; p++) {
+        float* row = h1p + (b * HW + p) * cout;
         for (int ch = 0; ch < cout; ch++) row[ch] += tb[ch];
       }
     });
   }
-  c.pool->ops().group_norm(*c.pool, h1.data(), h1.data(), B, static_cast<int64_t>(H) * W, cout, groups,
-                   eps, norm2.w.data(), norm2.b.data(), true);
-  std::vector<float> sc;
+  o.group_norm(*c.pool, h1.data(), h1.data(), B, HW, cout, groups, eps, norm2.w.data(),
+               norm2.b.data(), true);
+  if (has_shortcut && alias) {
+    conv2(c, h1.data(), B, H, W, out.data(), nullptr, nullptr, out.data());
+    return out;
+  }
+  if (!has_shortcut && alias && own) {
+    out = std::move(*own);
+    conv2(c, h1.data(), B, H, W, out.data(), nullptr, nullptr, out.data());
+    return out;
+  }
+  Buf sc;
   const float* res = x;
   if (has_shortcut) {
-    sc.resize(P * cout);
+    sc = c.buf(P * cout);
     shortcut(c, x, B, H, W, sc.data(), nullptr, nullptr);
     res = sc.data();
   }
-  std::vector<float> out(P * cout);
+  out = c.buf(P * cout);
   conv2(c, h1.data(), B, H, W, out.data(), nullptr, nullptr, res);
   return out;
 }
@@ -274,22 +298,32 @@ void Attention::operator()(const RunCtx& c, const float* x, int B, int64_t T, co
     ctx = x;
     Tc = T;
   }
-  std::vector<float> qb(static_cast<size_t>(B) * T * inner), ob(static_cast<size_t>(B) * T * inner);
-  std::vector<float> kb, vb;
+  Buf qb = c.buf(static_cast<size_t>(B) * T * inner), ob = c.buf(static_cast<size_t>(B) * T * inner);
   q(c, x, qb.data(), B * T);
   const size_t kvn = static_cast<size_t>(B) * Tc * inner;
   const bool cache = x != ctx && c.ctx_gen != 0;
-  std::vector<float>& kr = cache ? kcache_ : kb;
-  std::vector<float>& vr = cache ? vcache_ : vb;
-  if (!cache || kgen_ != c.ctx_gen || kcache_.size() != kvn) {
-    kr.resize(kvn);
-    vr.resize(kvn);
-    k(c, ctx, kr.data(), B * Tc);
-    v(c, ctx, vr.data(), B * Tc);
-    if (cache) kgen_ = c.ctx_gen;
+  Buf kb, vb;
+  const float *kp, *vp;
+  if (cache) {  // cross-attention: K/V of the text context, once per image
+    if (kgen_ != c.ctx_gen || kcache_.size() != kvn) {
+      kcache_.resize(kvn);
+      vcache_.resize(kvn);
+      k(c, ctx, kcache_.data(), B * Tc);
+      v(c, ctx, vcache_.data(), B * Tc);
+      kgen_ = c.ctx_gen;
+    }
+    kp = kcache_.data();
+    vp = vcache_.data();
+  } else {
+    kb = c.buf(kvn);
+    vb = c.buf(kvn);
+    k(c, ctx, kb.data(), B * Tc);
+    v(c, ctx, vb.data(), B * Tc);
+    kp = kb.data();
+    vp = vb.data();
   }
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dim_head)));
-  c.pool->ops().attention(*c.pool, qb.data(), inner, kr.data(), inner, vr.data(), inner, ob.data(), inner,
+  c.pool->ops().attention(*c.pool, qb.data(), inner, kp, inner, vp, inner, ob.data(), inner,
                   B, T, Tc, heads, dim_head, scale, false);
   out(c, ob.data(), y, B * T, residual);
 }

@@ -111,9 +111,11 @@ struct Resnet {
   float eps = 1e-5f;
   void init(Registry& r, const std::string& name, int in, int out, int temb_channels, int groups_,
             float eps_);
-  // x [B][H][W][cin] -> returns [B][H][W][cout]; temb_act = silu(temb) [B][temb_channels] or null
-  std::vector<float> operator()(const RunCtx& c, const float* x, int B, int H, int W,
-                                const float* temb_act) const;
+  // x [B][H][W][cin] -> returns [B][H][W][cout]; temb_act = silu(temb) [B][temb_channels] or null.
+  // own (may be null) is x's buffer when the caller gives it up: the block may then normalise in it
+  // or write its result over it, which keeps one tensor fewer alive (the VAE's peak at 1024²).
+  Buf operator()(const RunCtx& c, const float* x, int B, int H, int W, const float* temb_act,
+                 Buf* own = nullptr) const;
 };
 
 // diffusers Attention (AttnProcessor): to_q/to_k/to_v (+bias), to_out.0 (bias).

@@ -44,8 +44,8 @@ struct Transformer2D {
   int C = 0, groups = 32;
   void init(Registry& r, const std::string& name, int channels, int heads, int depth,
             int cross_dim, int groups_);
-  std::vector<float> operator()(const RunCtx& c, const float* x, int B, int H, int W,
-                                const float* ehs, int T) const;
+  Buf operator()(const RunCtx& c, const float* x, int B, int H, int W, const float* ehs,
+                 int T) const;
 };
 
 class UNet {

@@ -34,16 +34,17 @@ void Transformer2D::init(Registry& r, const std::string& name, int channels, int
   proj_out.init(r, name + ".proj_out", channels, channels, true);
 }
 
-std::vector<float> Transformer2D::operator()(const RunCtx& c, const float* x, int B, int H, int W,
-                                             const float* ehs, int T) const {
+Buf Transformer2D::operator()(const RunCtx& c, const float* x, int B, int H, int W, const float* ehs,
+                              int T) const {
   c.check();
   const int64_t HW = static_cast<int64_t>(H) * W, M = B * HW;
-  std::vector<float> n(M * C), h(M * C), h2(M * C);
+  Buf n = c.buf(M * C), h = c.buf(M * C), h2 = c.buf(M * C);
   // transformer GroupNorm eps is 1e-6 in diffusers' Transformer2DModel
   c.pool->ops().group_norm(*c.pool, x, n.data(), B, HW, C, groups, 1e-6f, norm.w.data(), norm.b.data(),
                    false);
   proj_in(c, n.data(), h.data(), M);
-  std::vector<float> ff(blocks.empty() || blocks.front().ff1.w.geglu ? 0 : M * C * 8), g(M * C * 4);
+  Buf ff, g = c.buf(M * C * 4);
+  if (!blocks.empty() && !blocks.front().ff1.w.geglu) ff = c.buf(M * C * 8);
   for (const Block& b : blocks) {
     c.check();
     c.pool->ops().layer_norm(*c.pool, h.data(), n.data(), M, C, 1e-5f, b.n1.w.data(), b.n1.b.data());
@@ -61,7 +62,11 @@ std::vector<float> Transformer2D::operator()(const RunCtx& c, const float* x, in
     b.ff2(c, g.data(), h2.data(), M, h.data());  // h2 = ff + h
     std::swap(h, h2);
   }
-  std::vector<float> out(M * C);
+  n.reset();
+  h2.reset();
+  g.reset();
+  ff.reset();
+  Buf out = c.buf(M * C);
   proj_out(c, h.data(), out.data(), M, x);  // + residual
   return out;
 }
@@ -141,7 +146,7 @@ void UNet::init(Registry& r, const tdxl_unet_config& cfg) {
 
 namespace {
 struct Act {  // an NHWC activation with its geometry
-  std::vector<float> d;
+  Buf d;
   int H = 0, W = 0, C = 0;
 };
 }  // namespace
@@ -193,41 +198,57 @@ void UNet::forward(const RunCtx& c_, const float* sample, int B, int h, int w, f
   for (size_t i = 0; i < emb.size(); i++) emb[i] += aug[i];
   std::vector<float> temb = silu_copy(c, emb.data(), emb.size());
 
-  // conv_in
-  std::vector<float> x(static_cast<size_t>(B) * h * w * cfg_.in_channels);
-  nchw_to_nhwc(sample, x.data(), B, cfg_.in_channels, h, w);
-  Act cur;
-  cur.d.resize(static_cast<size_t>(B) * h * w * c0);
-  conv_in_(c, x.data(), B, h, w, cur.d.data(), &cur.H, &cur.W);
-  cur.C = c0;
-  c.tap_nhwc("conv_in", cur.d.data(), B, cur.H, cur.W, cur.C);
+  // conv_in. The down path's outputs stay on the skip stack (moved, never copied); the tensor the
+  // next layer reads is the stack's top (or cur on the up path).
   std::vector<Act> stack;
-  stack.push_back(cur);
+  stack.reserve(64);
+  {
+    Buf x = c.buf(static_cast<size_t>(B) * h * w * cfg_.in_channels);
+    nchw_to_nhwc(sample, x.data(), B, cfg_.in_channels, h, w);
+    Act a;
+    a.d = c.buf(static_cast<size_t>(B) * h * w * c0);
+    conv_in_(c, x.data(), B, h, w, a.d.data(), &a.H, &a.W);
+    a.C = c0;
+    c.tap_nhwc("conv_in", a.d.data(), B, a.H, a.W, a.C);
+    stack.push_back(std::move(a));
+  }
   int bi = 0;
   for (const Level& L : down_) {
     for (size_t j = 0; j < L.resnets.size(); j++) {
       const Resnet& R = L.resnets[j];
-      cur.d = R(c, cur.d.data(), B, cur.H, cur.W, temb.data());
-      cur.C = R.cout;
-      if (!L.attns.empty()) cur.d = L.attns[j](c, cur.d.data(), B, cur.H, cur.W, ehs, T);
-      stack.push_back(cur);
+      const Act& in = stack.back();
+      Act a;
+      a.H = in.H;
+      a.W = in.W;
+      a.C = R.cout;
+      a.d = R(c, in.d.data(), B, in.H, in.W, temb.data());
+      if (!L.attns.empty()) a.d = L.attns[j](c, a.d.data(), B, a.H, a.W, ehs, T);
+      stack.push_back(std::move(a));
     }
     if (L.has_sampler) {
       c.check();
-      Act nx;
+      const Act& in = stack.back();
+      Act a;
       int oh, ow;
-      L.sampler.out_size(cur.H, cur.W, &oh, &ow);
-      nx.d.resize(static_cast<size_t>(B) * oh * ow * cur.C);
-      L.sampler(c, cur.d.data(), B, cur.H, cur.W, nx.d.data(), &nx.H, &nx.W);
-      nx.C = cur.C;
-      cur = std::move(nx);
-      stack.push_back(cur);
+      L.sampler.out_size(in.H, in.W, &oh, &ow);
+      a.d = c.buf(static_cast<size_t>(B) * oh * ow * in.C);
+      L.sampler(c, in.d.data(), B, in.H, in.W, a.d.data(), &a.H, &a.W);
+      a.C = in.C;
+      stack.push_back(std::move(a));
     }
-    c.tap_nhwc("down_blocks." + std::to_string(bi++), cur.d.data(), B, cur.H, cur.W, cur.C);
+    const Act& top = stack.back();
+    c.tap_nhwc("down_blocks." + std::to_string(bi++), top.d.data(), B, top.H, top.W, top.C);
   }
-  cur.d = mid_r0_(c, cur.d.data(), B, cur.H, cur.W, temb.data());
+  Act cur;
+  {
+    const Act& in = stack.back();
+    cur.H = in.H;
+    cur.W = in.W;
+    cur.C = in.C;
+    cur.d = mid_r0_(c, in.d.data(), B, cur.H, cur.W, temb.data());
+  }
   if (cfg_.mid_cross) cur.d = mid_attn_(c, cur.d.data(), B, cur.H, cur.W, ehs, T);
-  cur.d = mid_r1_(c, cur.d.data(), B, cur.H, cur.W, temb.data());
+  cur.d = mid_r1_(c, cur.d.data(), B, cur.H, cur.W, temb.data(), &cur.d);
   c.tap_nhwc("mid_block", cur.d.data(), B, cur.H, cur.W, cur.C);
   bi = 0;
   for (const Level& L : up_) {
@@ -236,10 +257,12 @@ void UNet::forward(const RunCtx& c_, const float* sample, int B, int h, int w, f
       Act skip = std::move(stack.back());
       stack.pop_back();
       if (skip.H != cur.H || skip.W != cur.W) throw Error("unet: skip connection size mismatch");
-      std::vector<float> cat(static_cast<size_t>(B) * cur.H * cur.W * (cur.C + skip.C));
+      Buf cat = c.buf(static_cast<size_t>(B) * cur.H * cur.W * (cur.C + skip.C));
       concat_channels(*c.pool, cur.d.data(), cur.C, skip.d.data(), skip.C, cat.data(),
                       static_cast<int64_t>(B) * cur.H * cur.W);
-      cur.d = R(c, cat.data(), B, cur.H, cur.W, temb.data());
+      skip.d.reset();
+      cur.d.reset();
+      cur.d = R(c, cat.data(), B, cur.H, cur.W, temb.data(), &cat);
       cur.C = R.cout;
       if (!L.attns.empty()) cur.d = L.attns[j](c, cur.d.data(), B, cur.H, cur.W, ehs, T);
     }
@@ -248,23 +271,21 @@ void UNet::forward(const RunCtx& c_, const float* sample, int B, int h, int w, f
       // upsample (nearest) to the size of the next skip tensor (2x unless sizes are odd)
       const int oh = stack.empty() ? cur.H * 2 : stack.back().H;
       const int ow = stack.empty() ? cur.W * 2 : stack.back().W;
-      std::vector<float> upd(static_cast<size_t>(B) * oh * ow * cur.C);
+      Buf upd = c.buf(static_cast<size_t>(B) * oh * ow * cur.C);
       upsample_nearest(*c.pool, cur.d.data(), upd.data(), B, cur.H, cur.W, cur.C, oh, ow);
-      Act nx;
-      nx.d.resize(upd.size());
-      L.sampler(c, upd.data(), B, oh, ow, nx.d.data(), &nx.H, &nx.W);
-      nx.C = cur.C;
-      cur = std::move(nx);
+      cur.d = c.buf(upd.size());
+      L.sampler(c, upd.data(), B, oh, ow, cur.d.data(), &cur.H, &cur.W);
     }
     c.tap_nhwc("up_blocks." + std::to_string(bi++), cur.d.data(), B, cur.H, cur.W, cur.C);
   }
   c.check();
-  std::vector<float> n(cur.d.size());
+  Buf n = c.buf(cur.d.size());
   c.pool->ops().group_norm(*c.pool, cur.d.data(), n.data(), B, static_cast<int64_t>(cur.H) * cur.W, cur.C,
                    cfg_.norm_groups, cfg_.norm_eps, norm_out_.w.data(), norm_out_.b.data(), false);
   c.tap_nhwc("conv_norm_out", n.data(), B, cur.H, cur.W, cur.C);
   silu_inplace(*c.pool, n.data(), n.size());
-  std::vector<float> o(static_cast<size_t>(B) * cur.H * cur.W * cfg_.out_channels);
+  cur.d.reset();
+  Buf o = c.buf(static_cast<size_t>(B) * cur.H * cur.W * cfg_.out_channels);
   int oh, ow;
   conv_out_(c, n.data(), B, cur.H, cur.W, o.data(), &oh, &ow);
   c.tap_nhwc("conv_out", o.data(), B, oh, ow, cfg_.out_channels);

@@ -48,49 +48,59 @@ void VaeDecoder::init(Registry& r, const tdxl_vae_config& cfg) {
 void VaeDecoder::forward(const RunCtx& c, const float* zin, int B, int h, int w, float* out) const {
   const int lc = cfg_.latent_channels, n = cfg_.n_blocks;
   const int top = cfg_.block_out[n - 1];
-  std::vector<float> z(static_cast<size_t>(B) * h * w * lc), z2(z.size());
-  nchw_to_nhwc(zin, z.data(), B, lc, h, w);
-  post_quant_(c, z.data(), B, h, w, z2.data(), nullptr, nullptr);
-  c.tap_nhwc("post_quant_conv", z2.data(), B, h, w, lc);
+  Buf x;
+  {
+    Buf z = c.buf(static_cast<size_t>(B) * h * w * lc), z2 = c.buf(z.size());
+    nchw_to_nhwc(zin, z.data(), B, lc, h, w);
+    post_quant_(c, z.data(), B, h, w, z2.data(), nullptr, nullptr);
+    c.tap_nhwc("post_quant_conv", z2.data(), B, h, w, lc);
+    x = c.buf(static_cast<size_t>(B) * h * w * top);
+    conv_in_(c, z2.data(), B, h, w, x.data(), nullptr, nullptr);
+  }
   int H = h, W = w, C = top;
-  std::vector<float> x(static_cast<size_t>(B) * H * W * C);
-  conv_in_(c, z2.data(), B, h, w, x.data(), nullptr, nullptr);
   c.tap_nhwc("decoder.conv_in", x.data(), B, H, W, C);
-  x = mid_r0_(c, x.data(), B, H, W, nullptr);
+  x = mid_r0_(c, x.data(), B, H, W, nullptr, &x);
   {
     const int64_t HW = static_cast<int64_t>(H) * W;
-    std::vector<float> nrm(x.size()), y(x.size());
+    Buf nrm = c.buf(x.size());
     c.pool->ops().group_norm(*c.pool, x.data(), nrm.data(), B, HW, C, cfg_.norm_groups, kVaeEps,
                      mid_gn_.w.data(), mid_gn_.b.data(), false);
+    Buf y = c.buf(x.size());
     mid_attn_(c, nrm.data(), B, HW, nullptr, 0, y.data(), x.data());  // + residual
-    x.swap(y);
+    x = std::move(y);
   }
-  x = mid_r1_(c, x.data(), B, H, W, nullptr);
+  x = mid_r1_(c, x.data(), B, H, W, nullptr, &x);
   c.tap_nhwc("decoder.mid_block", x.data(), B, H, W, C);
   int ui = 0;
   for (const Up& U : ups_) {
     for (const Resnet& R : U.resnets) {
-      x = R(c, x.data(), B, H, W, nullptr);
+      x = R(c, x.data(), B, H, W, nullptr, &x);
       C = R.cout;
     }
     if (U.has_up) {
       c.check();
-      std::vector<float> u(static_cast<size_t>(B) * H * 2 * W * 2 * C);
+      // The next level's tensors are 4x larger: the cached blocks of this level's sizes would
+      // only add to the peak, so they go back to the OS here.
+      c.pool->arena.trim();
+      Buf u = c.buf(static_cast<size_t>(B) * H * 2 * W * 2 * C);
       upsample_nearest(*c.pool, x.data(), u.data(), B, H, W, C, H * 2, W * 2);
       H *= 2;
       W *= 2;
-      x.assign(u.size(), 0.f);
+      x.reset();
+      x = c.buf(u.size());
       U.up(c, u.data(), B, H, W, x.data(), nullptr, nullptr);
+      u.reset();
     }
     c.tap_nhwc("decoder.up_blocks." + std::to_string(ui++), x.data(), B, H, W, C);
   }
   c.check();
-  std::vector<float> nrm(x.size());
+  Buf nrm = c.buf(x.size());
   c.pool->ops().group_norm(*c.pool, x.data(), nrm.data(), B, static_cast<int64_t>(H) * W, C,
                    cfg_.norm_groups, kVaeEps, norm_out_.w.data(), norm_out_.b.data(), false);
+  x.reset();
   c.tap_nhwc("decoder.conv_norm_out", nrm.data(), B, H, W, C);
   silu_inplace(*c.pool, nrm.data(), nrm.size());
-  std::vector<float> o(static_cast<size_t>(B) * H * W * cfg_.out_channels);
+  Buf o = c.buf(static_cast<size_t>(B) * H * W * cfg_.out_channels);
   conv_out_(c, nrm.data(), B, H, W, o.data(), nullptr, nullptr);
   c.tap_nhwc("decoder.conv_out", o.data(), B, H, W, cfg_.out_channels);
   nhwc_to_nchw(o.data(), out, B, cfg_.out_channels, H, W);

@@ -23,7 +23,7 @@ void ref_layer_norm(Pool& pool, const float* x, float* y, int64_t M, int C, floa
 const Ops& ref_ops() {
   static const Ops table = {
       "ref-fp32",     ref_pack_weights, ref_linear,     ref_conv2d,
-      ref_attention,  ref_group_norm,   ref_layer_norm, nullptr, nullptr,
+      ref_attention,  ref_group_norm,   ref_layer_norm, nullptr, nullptr, false,
   };
   return table;
 }

@@ -121,7 +121,7 @@ void isa_layer_norm(Pool& pool, const float* x, float* y, int64_t M, int C, floa
 const Ops* isa_ops() {
   static const Ops table = {
       "isa",          isa_pack,       isa_linear,     isa_conv2d,     isa_attention,
-      isa_group_norm, isa_layer_norm, isa_pack_raw,   isa_pack_geglu,
+      isa_group_norm, isa_layer_norm, isa_pack_raw,   isa_pack_geglu, true,
   };
   return g_isa ? &table : nullptr;
 }

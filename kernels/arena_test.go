@@ -1,0 +1,67 @@
+package kernels
+
+import (
+	"bytes"
+	"context"
+	"testing"
+)
+
+// The UNet asks for the same block sizes at every step, so once its first step has run, later steps
+// take every block from the activation cache: an image of 3 steps maps exactly as many new blocks
+// as an image of 1 step, while asking for more.
+func TestActivationCacheReusedAcrossSteps(t *testing.T) {
+	p, err := Open(testModelDir(t), Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	run := func(steps int) ActivationStats {
+		t.Helper()
+		before := p.ActivationStats()
+		req := Request{Prompts: []string{"a lighthouse"}, Width: 64, Height: 64, Steps: steps, Batch: 1, Seed: 7}
+		if _, err := p.Generate(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		after := p.ActivationStats()
+		return ActivationStats{Requests: after.Requests - before.Requests, NewBlocks: after.NewBlocks - before.NewBlocks}
+	}
+	run(1) // warm anything that is kept for the pipeline's life
+	one, three := run(1), run(3)
+	if one.Requests == 0 || one.NewBlocks == 0 {
+		t.Fatalf("no activation blocks counted: %+v", one)
+	}
+	if three.Requests <= one.Requests {
+		t.Errorf("3 steps asked for %d blocks, 1 step for %d: want more", three.Requests, one.Requests)
+	}
+	if three.NewBlocks != one.NewBlocks {
+		t.Errorf("3 steps mapped %d new blocks, 1 step %d: steps after the first should map none",
+			three.NewBlocks, one.NewBlocks)
+	}
+	if st := p.ActivationStats(); st.PeakBytes == 0 {
+		t.Errorf("peak bytes not counted: %+v", st)
+	}
+	p.Close()
+	if st := p.ActivationStats(); st != (ActivationStats{}) {
+		t.Errorf("stats after Close = %+v, want zero", st)
+	}
+}
+
+// One prompt for a batch is encoded once and copied; the images must be those of the same prompt
+// given once per batch element (encoded B times).
+func TestBatchPromptEncodedOnce(t *testing.T) {
+	p := sharedPipeline(t)
+	one := smallRequest(5)
+	each := smallRequest(5)
+	each.Prompts = []string{one.Prompts[0], one.Prompts[0]}
+	a, err := p.Generate(context.Background(), one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Generate(context.Background(), each)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pixels(a), pixels(b)) {
+		t.Error("batch with one shared prompt differs from the same prompt given per element")
+	}
+}
