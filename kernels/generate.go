@@ -99,8 +99,19 @@ func (p *Pipeline) encode(req *Request) (*conditioning, error) {
 		embeds: make([]float32, req.Batch*m.textLen*m.crossDim),
 		pooled: make([]float32, req.Batch*m.pooledDim),
 	}
-	if err := p.h.encodePrompt(ids1, ids2, req.Batch, m.textLen, c.embeds, c.pooled); err != nil {
+	// One prompt for the whole batch (the seed API's case): encode it once and copy the rows; the
+	// encoders treat batch rows independently, so the result is the same as encoding B copies.
+	enc := req.Batch
+	if len(req.Prompts) == 1 {
+		enc = 1
+		ids1, ids2 = ids1[:m.textLen], ids2[:m.textLen]
+	}
+	if err := p.h.encodePrompt(ids1, ids2, enc, m.textLen, c.embeds[:enc*m.textLen*m.crossDim], c.pooled[:enc*m.pooledDim]); err != nil {
 		return nil, fmt.Errorf("text encoders: %w", err)
+	}
+	for b := enc; b < req.Batch; b++ {
+		copy(c.embeds[b*m.textLen*m.crossDim:(b+1)*m.textLen*m.crossDim], c.embeds[:m.textLen*m.crossDim])
+		copy(c.pooled[b*m.pooledDim:(b+1)*m.pooledDim], c.pooled[:m.pooledDim])
 	}
 	for b := 0; b < req.Batch; b++ { // [orig_h, orig_w, crop_top, crop_left, target_h, target_w]
 		h, w := float32(req.Height), float32(req.Width)
