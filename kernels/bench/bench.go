@@ -5,7 +5,10 @@
 // SDXL architecture, whose FLOPs are known), runs the isa package's GEMM/conv/attention report over
 // SDXL's shapes, prints peak RSS, the thread count, the kernel path and ends with one JSON line:
 // {"isa","threads","peak_gflops","gemm_pct_of_peak","te_s","unet_step_s","vae_s","image_s","floor_s",
-// "peak_rss_bytes","width","height","steps","batch"} (floor_s = FLOPs of one image / peak).
+// "peak_rss_bytes","width","height","steps","batch","dot_peak_gflops","dot_floor_s"} (floor_s = FLOPs
+// of one image / fp32 FMA peak; dot_floor_s = the same against the bf16 path's own instruction peak,
+// 0 when that path did not run). --compare-batch N also times batch N, alternating with --batch in
+// the same run, and prints both per-image times side by side.
 // It is a report, not a test.
 package bench
 
@@ -39,6 +42,7 @@ const (
 type config struct {
 	preset, modelDir, prompt string
 	batch, height, width     int
+	compareBatch             int
 	steps, repeat, threads   int
 	seed                     int64
 	bf16                     bool
@@ -54,6 +58,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.StringVar(&c.modelDir, "model-dir", "", "diffusers model folder (default: synthesize the preset into the cache)")
 	fs.StringVar(&c.prompt, "prompt", "A panda listening to music with headphones. highly detailed, 8k.", "prompt")
 	fs.IntVar(&c.batch, "batch", 1, "images per run")
+	fs.IntVar(&c.compareBatch, "compare-batch", 0, "also time this batch size in the same run, alternating with --batch, and print per-image times side by side (0 = off)")
 	fs.IntVar(&c.height, "height", 512, "image height")
 	fs.IntVar(&c.width, "width", 512, "image width")
 	fs.IntVar(&c.steps, "step", 4, "denoising steps")
@@ -74,9 +79,9 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		}
 		return nil, ExitUsage
 	}
-	if fs.NArg() != 0 || c.repeat < 1 || c.batch < 1 || c.steps < 1 || c.threads < 0 || c.peakSeconds <= 0 ||
+	if fs.NArg() != 0 || c.repeat < 1 || c.batch < 1 || c.compareBatch < 0 || c.steps < 1 || c.threads < 0 || c.peakSeconds <= 0 ||
 		(c.gemm != "full" && c.gemm != "short" && c.gemm != "off") {
-		fmt.Fprintln(stderr, "bench: error: bad arguments (repeat, batch, step must be >= 1; threads >= 0; peak-seconds > 0; gemm full|short|off; no positional arguments)")
+		fmt.Fprintln(stderr, "bench: error: bad arguments (repeat, batch, step must be >= 1; compare-batch >= 0; threads >= 0; peak-seconds > 0; gemm full|short|off; no positional arguments)")
 		return nil, ExitUsage
 	}
 	return c, -1
@@ -159,32 +164,68 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "fp32 FMA peak (same run, %d threads, %s): %.1f GFLOP/s\n", info.Threads, fmaLevel(), peak)
+	// The bf16 paths are built on an instruction that can outrun fp32 FMA (vdpbf16ps does two
+	// multiply-adds per lane): the floor is also given against that instruction's own peak, the
+	// stricter yardstick.
+	dotPeak, dotName := 0.0, ""
+	if strings.HasPrefix(info.ISA, "avx512bf16/") {
+		if dotPeak, err = instrPeak(info.Threads, isa.LevelAVX512BF16, c.peakSeconds); err != nil {
+			return err
+		}
+		dotName = "vdpbf16ps"
+		fmt.Fprintf(stdout, "bf16 dot peak (same run, %d threads, %s): %.1f GFLOP/s\n", info.Threads, dotName, dotPeak)
+	}
 	work := sdxlWork(dir, c.width, c.height)
 	fmt.Fprintf(stdout, "run: %dx%d, %d steps, batch %d, %d repeat(s)\n", c.width, c.height, c.steps, c.batch, c.repeat)
 	var last *kernels.Result
 	var pngTime time.Duration
-	for r := 0; r < c.repeat; r++ {
+	// per-image seconds of every run of --batch and of --compare-batch
+	var perImage, perImageCmp []float64
+	one := func(batch int, seed int64, label string) (*kernels.Result, error) {
 		res, err := p.Generate(ctx, kernels.Request{Prompts: []string{c.prompt}, Width: c.width, Height: c.height,
-			Steps: c.steps, Batch: c.batch, Seed: c.seed + int64(r)})
+			Steps: c.steps, Batch: batch, Seed: seed})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tp := time.Now()
 		for _, im := range res.Images {
 			if err := png.Encode(io.Discard, im); err != nil {
-				return fmt.Errorf("png: %w", err)
+				return nil, fmt.Errorf("png: %w", err)
 			}
 		}
 		pngTime = time.Since(tp)
 		tm := res.Timings
-		fmt.Fprintf(stdout, "run %d: text encoders %.2f s", r+1, secs(tm.TextEncoders))
+		fmt.Fprintf(stdout, "%s: text encoders %.2f s", label, secs(tm.TextEncoders))
 		for i, s := range tm.UNetSteps {
 			fmt.Fprintf(stdout, ", unet step %d %.2f s", i+1, secs(s))
 		}
 		fmt.Fprintf(stdout, ", vae %.2f s, png %.3f s, total %.2f s (%.3f images/s)\n", secs(tm.VAE), secs(pngTime),
-			secs(tm.Total), float64(c.batch)/secs(tm.Total))
-		last = res
+			secs(tm.Total), float64(batch)/secs(tm.Total))
+		return res, nil
 	}
+	for r := 0; r < c.repeat; r++ {
+		res, err := one(c.batch, c.seed+int64(r), fmt.Sprintf("run %d", r+1))
+		if err != nil {
+			return err
+		}
+		perImage = append(perImage, secs(res.Timings.Total)/float64(c.batch))
+		last = res
+		if c.compareBatch > 0 {
+			rc, err := one(c.compareBatch, c.seed+int64(r), fmt.Sprintf("run %d, batch %d", r+1, c.compareBatch))
+			if err != nil {
+				return err
+			}
+			perImageCmp = append(perImageCmp, secs(rc.Timings.Total)/float64(c.compareBatch))
+		}
+	}
+	if c.compareBatch > 0 {
+		a, b := minOf(perImage), minOf(perImageCmp)
+		fmt.Fprintf(stdout, "per image (best of %d, same run): batch %d %.2f s, batch %d %.2f s; batch %d / batch %d = %.3f\n",
+			c.repeat, c.batch, a, c.compareBatch, b, c.compareBatch, c.batch, b/a)
+	}
+	act := p.ActivationStats()
+	fmt.Fprintf(stdout, "activation memory: %d blocks requested, %d newly mapped (the rest reused from the cache), peak %.2f GiB live+cached\n",
+		act.Requests, act.NewBlocks, float64(act.PeakBytes)/(1<<30))
 	tm := last.Timings
 	var unet time.Duration
 	for _, s := range tm.UNetSteps {
@@ -193,7 +234,7 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	stepS := secs(unet) / float64(len(tm.UNetSteps))
 	nb := float64(c.batch)
 	imageS := secs(tm.Total) / nb
-	floor := 0.0
+	floor, dotFloor := 0.0, 0.0
 	if work.unetStep > 0 {
 		rate := func(gflop, s float64) string {
 			g := gflop * nb / s
@@ -205,6 +246,10 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		floor = work.image(c.steps) / peak
 		fmt.Fprintf(stdout, "work per image %.0f GFLOP; floor at the measured peak %.1f s; image %.1f s = %.2fx the floor\n",
 			work.image(c.steps), floor, imageS, imageS/floor)
+		if dotPeak > 0 {
+			dotFloor = work.image(c.steps) / dotPeak
+			fmt.Fprintf(stdout, "floor at the %s peak %.1f s; image %.1f s = %.2fx that floor\n", dotName, dotFloor, imageS, imageS/dotFloor)
+		}
 	} else {
 		fmt.Fprintln(stdout, "achieved GFLOP/s: not counted for this architecture (only the SDXL one)")
 	}
@@ -224,6 +269,7 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		"te_s": round(secs(tm.TextEncoders), 3), "unet_step_s": round(stepS, 3), "vae_s": round(secs(tm.VAE), 3),
 		"image_s": round(imageS, 3), "floor_s": round(floor, 3), "peak_rss_bytes": rss,
 		"width": c.width, "height": c.height, "steps": c.steps, "batch": c.batch,
+		"dot_peak_gflops": round(dotPeak, 1), "dot_floor_s": round(dotFloor, 3),
 	}
 	b, _ := json.Marshal(head)
 	fmt.Fprintln(stdout, string(b))
@@ -244,6 +290,28 @@ func fmaLevel() isa.Level {
 		return isa.LevelAVX2
 	}
 	return isa.LevelRef
+}
+
+func minOf(v []float64) float64 {
+	m := math.Inf(1)
+	for _, x := range v {
+		m = math.Min(m, x)
+	}
+	return m
+}
+
+// instrPeak measures the peak of the instruction that level's bf16 GEMM is built on, by wall clock.
+func instrPeak(threads int, level isa.Level, seconds float64) (float64, error) {
+	c, err := isa.NewCtx(threads, level)
+	if err != nil {
+		return 0, fmt.Errorf("dot peak: %w", err)
+	}
+	defer c.Close()
+	g, _, err := c.Peak(true, seconds)
+	if err != nil {
+		return 0, fmt.Errorf("dot peak: %w", err)
+	}
+	return g, nil
 }
 
 // fmaPeak measures the fp32 FMA peak on threads threads (C's tdxl_isa_peak), by wall clock.
