@@ -3,6 +3,7 @@ package kernels
 import (
 	"bytes"
 	"context"
+	"os"
 	"testing"
 )
 
@@ -63,5 +64,31 @@ func TestBatchPromptEncodedOnce(t *testing.T) {
 	}
 	if !bytes.Equal(pixels(a), pixels(b)) {
 		t.Error("batch with one shared prompt differs from the same prompt given per element")
+	}
+}
+
+// One persistent pool per pipeline: on the fast path the core's elementwise passes run on the isa
+// context's pool, on the reference path the core's own pool is the only one. Either way a pipeline of
+// 16 threads adds 15 worker threads to the process, not 30 (slack for the Go runtime's own threads).
+func TestOnePoolOnTheFastPath(t *testing.T) {
+	tasks := func() int {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Skipf("no /proc/self/task: %v", err) // not Linux; CI runs Linux
+		}
+		return len(ents)
+	}
+	before := tasks()
+	p, err := Open(testModelDir(t), Options{Threads: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	req := Request{Prompts: []string{"a fox"}, Width: 64, Height: 64, Steps: 1, Batch: 1, Seed: 3}
+	if _, err := p.Generate(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if added := tasks() - before; added < 15 || added > 15+6 {
+		t.Errorf("a 16-thread pipeline added %d threads, want 15 (+ a few of Go's own)", added)
 	}
 }

@@ -156,6 +156,12 @@ int tdxl_pipe_new(const tdxl_pipe_config* cfg, tdxl_pipe** out, char* err, size_
       p->pool->table = isa_ops();
       p->pool->isa = p->isa.ctx;
       p->pool->resident = resident;
+      // One pool: the core's elementwise passes run on the isa context's threads.
+      p->pool->set_delegate(
+          [](void* ctx, int64_t n, void (*task)(void*, int64_t, int), void* arg) {
+            return isa_api()->ctx_run(static_cast<tdxl_isa_ctx*>(ctx), n, task, arg);
+          },
+          p->isa.ctx);
       p->path = std::string(api->level_name(api->ctx_level(p->isa.ctx))) +
                 (resident == TDXL_ISA_RESIDENT_F32 ? "/fp32" : "/bf16");
     }

@@ -93,6 +93,10 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
   int threads() const { return nthreads_; }
   void run(int64_t n, const std::function<void(int64_t)>& fn);
+  // Forward every run() to another persistent pool (the isa context's; returns 0 on success) instead
+  // of starting threads here. Set before the first run().
+  typedef int (*DelegateRun)(void* ctx, int64_t n, void (*task)(void*, int64_t, int), void* arg);
+  void set_delegate(DelegateRun run, void* ctx);
 
   // The op table of the pipeline that owns this pool (null = the reference table), and the fast
   // path's state when that table is the isa one (op_isa.cpp): its tdxl_isa_ctx and the weight
@@ -109,6 +113,8 @@ class Pool {
   struct Impl;
   Impl* impl_;
   int nthreads_;
+  DelegateRun delegate_ = nullptr;
+  void* delegate_ctx_ = nullptr;
 };
 
 // ---- packed weights ----

@@ -1,4 +1,8 @@
 // core_pool.cpp — one persistent thread pool; tasks are handed out by an atomic counter.
+//
+// On the fast path the pipeline's tdxl_isa_ctx already owns a persistent pool: Pool then forwards
+// run() to it (set_delegate) and never starts threads of its own, so one set of threads does all the
+// work. The reference path starts its workers on the first run().
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -54,9 +58,34 @@ struct Pool::Impl {
   }
 };
 
-Pool::Pool(int threads) : impl_(new Impl), nthreads_(threads < 1 ? 1 : threads) {
-  for (int i = 1; i < nthreads_; i++) impl_->workers.emplace_back([this] { impl_->loop(); });
+Pool::Pool(int threads) : impl_(new Impl), nthreads_(threads < 1 ? 1 : threads) {}
+
+void Pool::set_delegate(DelegateRun run, void* ctx) {
+  delegate_ = run;
+  delegate_ctx_ = ctx;
 }
+
+namespace {
+// One run() forwarded to the delegate pool: exceptions stay on this side of the C boundary (the
+// first is kept and rethrown by the caller; later tasks are skipped once one failed).
+struct Forwarded {
+  const std::function<void(int64_t)>* fn;
+  std::atomic<bool> failed{false};
+  std::exception_ptr err;
+  std::mutex mu;
+  static void task(void* arg, int64_t i, int) {
+    Forwarded* f = static_cast<Forwarded*>(arg);
+    if (f->failed.load(std::memory_order_relaxed)) return;
+    try {
+      (*f->fn)(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(f->mu);
+      if (!f->err) f->err = std::current_exception();
+      f->failed.store(true, std::memory_order_relaxed);
+    }
+  }
+};
+}  // namespace
 
 Pool::~Pool() {
   {
@@ -74,7 +103,16 @@ void Pool::run(int64_t n, const std::function<void(int64_t)>& fn) {
     for (int64_t i = 0; i < n; i++) fn(i);
     return;
   }
+  if (delegate_) {
+    Forwarded f;
+    f.fn = &fn;
+    if (delegate_(delegate_ctx_, n, &Forwarded::task, &f) != 0) throw Error("thread pool: run refused");
+    if (f.err) std::rethrow_exception(f.err);
+    return;
+  }
   Impl* m = impl_;
+  if (m->workers.empty())  // first run on this pool: start the workers (the caller is one of them)
+    for (int i = 1; i < nthreads_; i++) m->workers.emplace_back([this] { impl_->loop(); });
   {
     std::lock_guard<std::mutex> lk(m->mu);
     m->fn = &fn;

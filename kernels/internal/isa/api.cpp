@@ -9,7 +9,7 @@ extern "C" const tdxl_isa_api *tdxl_isa_get_api(void) {
       tdxl_isa_weight_pack_geglu, tdxl_isa_weight_free, tdxl_isa_weight_level,
       tdxl_isa_weight_bytes,    tdxl_isa_linear,        tdxl_isa_conv2d,
       tdxl_isa_attention,       tdxl_isa_group_norm,    tdxl_isa_layer_norm,
-      tdxl_isa_peak,
+      tdxl_isa_peak,            tdxl_isa_ctx_run,
   };
   return &api;
 }

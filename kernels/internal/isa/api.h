@@ -43,6 +43,7 @@ typedef struct tdxl_isa_api {
   int (*layer_norm)(tdxl_isa_ctx *ctx, int64_t m, int64_t c, float eps, const float *x, const float *gamma,
                     const float *beta, float *y);
   int (*peak)(tdxl_isa_ctx *ctx, int kind, double seconds, double *gflops, double *gflops_per_cpu_s);
+  int (*ctx_run)(tdxl_isa_ctx *ctx, int64_t ntasks, void (*fn)(void *arg, int64_t task, int tid), void *arg);
 } tdxl_isa_api;
 
 const tdxl_isa_api *tdxl_isa_get_api(void);

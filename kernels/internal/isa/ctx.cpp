@@ -98,6 +98,12 @@ int tdxl_ctx_reserve_shared(tdxl_isa_ctx *c, size_t bytes) {
 
 void *tdxl_ctx_shared(tdxl_isa_ctx *c) { return c->shared; }
 tdxl_pool *tdxl_ctx_pool(tdxl_isa_ctx *c) { return c->pool; }
+
+int tdxl_isa_ctx_run(tdxl_isa_ctx *c, int64_t ntasks, void (*fn)(void *, int64_t, int), void *arg) {
+    if (c == nullptr || fn == nullptr || ntasks < 0) return TDXL_ISA_EINVAL;
+    if (ntasks > 0) tdxl_pool_run(c->pool, ntasks, fn, arg);
+    return TDXL_ISA_OK;
+}
 const tdxl_isa_ops *tdxl_ctx_ops(const tdxl_isa_ctx *c) { return c->ops; }
 
 float tdxl_bf16_to_f32(uint16_t h) {

@@ -76,6 +76,11 @@ int tdxl_isa_ctx_new(int threads, int level, tdxl_isa_ctx **out);
 void tdxl_isa_ctx_free(tdxl_isa_ctx *ctx); /* NULL is fine */
 int tdxl_isa_ctx_level(const tdxl_isa_ctx *ctx);
 int tdxl_isa_ctx_threads(const tdxl_isa_ctx *ctx);
+/* Runs fn(arg, task, tid) for task in [0, ntasks) on the context's pool (the caller is thread 0) and
+ * returns when all are done: other code of the process (the inference core's elementwise passes)
+ * shares the one pool instead of starting threads of its own. fn must not throw. */
+int tdxl_isa_ctx_run(tdxl_isa_ctx *ctx, int64_t ntasks, void (*fn)(void *arg, int64_t task, int tid),
+                     void *arg);
 
 /* Packed weights of a linear layer (W [n][k], any dtype) or a conv (W [cout][cin][kh][kw]).
  * The path that packs is the first at or below ctx's level that accepts `resident`; tdxl_isa_weight_level
