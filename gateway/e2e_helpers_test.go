@@ -64,6 +64,7 @@ type fakeBackend struct {
 	*httptest.Server
 	mu      sync.Mutex
 	images  map[string][]byte
+	jobs    map[string][]byte // async jobs: id -> final body
 	lastReq http.Header
 	ready   atomic.Bool
 }
@@ -71,7 +72,7 @@ type fakeBackend struct {
 func newFakeBackend(t *testing.T) *fakeBackend { return newFakeBackendTB(t) }
 
 func newFakeBackendTB(t testing.TB) *fakeBackend {
-	b := &fakeBackend{images: map[string][]byte{}}
+	b := &fakeBackend{images: map[string][]byte{}, jobs: map[string][]byte{}}
 	b.ready.Store(true)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +108,7 @@ func newFakeBackendTB(t testing.TB) *fakeBackend {
 			Number         int    `json:"number"`
 			ResponseFormat string `json:"response_format"`
 			Fail           bool   `json:"fail"`
+			Async          bool   `json:"async"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Prompt == "" {
 			w.WriteHeader(http.StatusBadRequest)
@@ -148,9 +150,30 @@ func newFakeBackendTB(t testing.TB) *fakeBackend {
 			resp["gridUrl"] = r.Header.Get("X-Forwarded-Proto") + "://" + r.Header.Get("X-Forwarded-Host") + grid
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if req.Async { // the job is done at once; its status is served by GET /api/text2image/{id}
+			final, _ := json.Marshal(resp)
+			b.mu.Lock()
+			b.jobs[id] = final
+			b.mu.Unlock()
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, `{"id":%q,"status":"queued","progress":{"steps_done":0,"steps_total":4}}`, id)
+			return
+		}
 		json.NewEncoder(w).Encode(resp)
 	}
 	mux.HandleFunc("POST /api/text2image", gen)
+	mux.HandleFunc("GET /api/text2image/{id}", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		final, ok := b.jobs[r.PathValue("id")]
+		b.mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"status":"error","error":{"code":"not_found","message":"no such job"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(final)
+	})
 	mux.HandleFunc("POST /v1/images/generations", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"created":1,"data":[{"b64_json":%q},{"b64_json":%q}]}`,

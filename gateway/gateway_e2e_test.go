@@ -362,3 +362,70 @@ func TestReceiptForOpenAIEndpoint(t *testing.T) {
 		t.Fatal("inline OpenAI images are named data[i]")
 	}
 }
+
+// An async generation gets two receipts chained by the job id: the 202 binds the request body to the
+// id (no images yet), the job's final status binds the id to the images.
+func TestReceiptsForAsyncJobs(t *testing.T) {
+	gw, be := start(t, &quoteIssuer{tee: attest.TEETDX}, nil)
+	reqBody := `{"prompt": "a red fox in snow", "number": 1, "async": true}`
+	resp, body := postGenerate(t, gw, reqBody)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	pub := resp.TLS.PeerCertificates[0].PublicKey
+	open := func(resp *http.Response, body []byte) *receipt.Receipt {
+		t.Helper()
+		var doc struct {
+			Receipt string `json:"receipt"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil || doc.Receipt == "" || doc.Receipt != resp.Header.Get(receipt.Header) {
+			t.Fatalf("no receipt field/header (%v): %s", err, body)
+		}
+		raw, _ := base64.StdEncoding.DecodeString(doc.Receipt)
+		rc, err := receipt.VerifyReceipt(raw, pub)
+		if err != nil {
+			t.Fatalf("receipt does not verify with the served key: %v", err)
+		}
+		return rc
+	}
+	accepted := open(resp, body)
+	var job struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal(body, &job)
+	reqHash := sha256.Sum256([]byte(reqBody))
+	if accepted.ResponseID != job.ID || job.ID == "" || !bytes.Equal(accepted.RequestSHA256, reqHash[:]) ||
+		len(accepted.Images) != 0 || accepted.Path != "/api/text2image" {
+		t.Fatalf("202 receipt: %+v (job %q)", accepted, job.ID)
+	}
+
+	sresp, err := gw.Client().Get(gw.URL + "/api/text2image/" + job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbody, _ := io.ReadAll(sresp.Body)
+	sresp.Body.Close()
+	if sresp.StatusCode != 200 {
+		t.Fatalf("status: %d %s", sresp.StatusCode, sbody)
+	}
+	final := open(sresp, sbody)
+	empty := sha256.Sum256(nil)
+	if final.ResponseID != job.ID || final.Path != "/api/text2image/"+job.ID || !bytes.Equal(final.RequestSHA256, empty[:]) {
+		t.Fatalf("final receipt: %+v", final)
+	}
+	img := be.image("/images/" + job.ID + "/0_0.png")
+	if img == nil || !final.HasImage(img) {
+		t.Fatalf("the job's image is not in the final receipt: %+v", final.Images)
+	}
+
+	// An unknown job's 404 passes through unsigned; other GETs are not signed.
+	nresp, err := gw.Client().Get(gw.URL + "/api/text2image/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, nresp.Body)
+	nresp.Body.Close()
+	if nresp.StatusCode != 404 || nresp.Header.Get(receipt.Header) != "" {
+		t.Fatalf("unknown job: %d, receipt %q", nresp.StatusCode, nresp.Header.Get(receipt.Header))
+	}
+}

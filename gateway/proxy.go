@@ -96,7 +96,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
-	if r.Method == http.MethodPost && receiptPaths[r.URL.Path] {
+	if wantsReceipt(r) {
 		g.serveWithReceipt(w, r)
 		return
 	}

@@ -18,8 +18,32 @@ import (
 	"github.com/tdxl/tdxl/gateway/receipt"
 )
 
-// receiptPaths are the POST endpoints whose 200 responses get a receipt.
+// receiptPaths are the POST endpoints whose 200 responses get a receipt (and 202, an accepted async
+// job of /api/text2image).
 var receiptPaths = map[string]bool{"/api/text2image": true, "/v1/images/generations": true}
+
+// asyncStatusPrefix is the path of an async job's status (GET /api/text2image/<id>): its 200
+// responses get a receipt too, listing the images once the job is done. An async generation thus
+// has two receipts chained by the job id: the 202's binds the request body to the id, the final
+// status's binds the id to the images.
+const asyncStatusPrefix = "/api/text2image/"
+
+// wantsReceipt says whether r's response is signed.
+func wantsReceipt(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodPost:
+		return receiptPaths[r.URL.Path]
+	case http.MethodGet:
+		id, ok := strings.CutPrefix(r.URL.Path, asyncStatusPrefix)
+		return ok && id != "" && !strings.Contains(id, "/")
+	}
+	return false
+}
+
+// signedStatus says whether a response of this status to r gets a receipt.
+func signedStatus(r *http.Request, status int) bool {
+	return status == http.StatusOK || (status == http.StatusAccepted && r.Method == http.MethodPost)
+}
 
 // bufferedResponse collects a proxied response so it can be signed.
 type bufferedResponse struct {
@@ -75,7 +99,7 @@ func (g *Gateway) serveWithReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := rec.body.Bytes()
-	if rec.status == http.StatusOK {
+	if signedStatus(r, rec.status) {
 		signed, b64, err := g.makeReceipt(r.Context(), r, reqHash[:], out)
 		if err != nil {
 			g.m.receipts.WithLabelValues("error").Inc()

@@ -8,7 +8,12 @@
 // # Where receipts appear
 //
 // For each 200 response to POST /api/text2image (and POST
-// /v1/images/generations) that passes through the gateway:
+// /v1/images/generations), each 202 response to POST /api/text2image (an
+// accepted async job: no images yet, response_id = the job id) and each 200
+// response to GET /api/text2image/<id> (the job's status; its images once it
+// is done, request_sha256 = SHA-256 of the GET's empty body) that passes
+// through the gateway (an async generation thus has two receipts, chained by
+// the job id):
 //
 //   - the response header "Tdxl-Receipt" holds the receipt, standard base64
 //     (RFC 4648 §4, padded) of the COSE_Sign1 bytes;
