@@ -15,6 +15,11 @@ import (
 	"github.com/tdxl/tdxl/attest"
 )
 
+// DefaultProxyTimeout bounds one proxied request: above tdxl-backend's default per-request timeout
+// (30 minutes, queueing included) so that the backend's own JSON 504 reaches the client instead of
+// the gateway cutting a generation the backend is still running.
+const DefaultProxyTimeout = 31 * time.Minute
+
 // TLSMode selects where the gateway's certificate comes from.
 type TLSMode string
 
@@ -88,7 +93,7 @@ type Config struct {
 	// Defaults 10s, 60s, 120s.
 	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 	// ProxyTimeout bounds one proxied request, generation included (the
-	// server's WriteTimeout is ProxyTimeout+1m). Default 15m.
+	// server's WriteTimeout is ProxyTimeout+1m). Default DefaultProxyTimeout.
 	ProxyTimeout time.Duration
 	// ShutdownGrace bounds the graceful shutdown. Default 30s.
 	ShutdownGrace time.Duration
@@ -178,7 +183,7 @@ func (c *Config) withDefaults() Config {
 	def(&d.ReadHeaderTimeout, 10*time.Second)
 	def(&d.ReadTimeout, 60*time.Second)
 	def(&d.IdleTimeout, 120*time.Second)
-	def(&d.ProxyTimeout, 15*time.Minute)
+	def(&d.ProxyTimeout, DefaultProxyTimeout)
 	def(&d.ShutdownGrace, 30*time.Second)
 	def(&d.QuoteTimeout, 30*time.Second)
 	if d.MaxHeaderBytes == 0 {

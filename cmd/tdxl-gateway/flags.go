@@ -83,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.nonceRate, "nonce-rate", 1, "fresh (nonce) quotes per second per client IP")
 	fs.IntVar(&o.nonceBurst, "nonce-burst", 5, "burst of fresh quotes per client IP")
 	fs.DurationVar(&o.selfSignedValidity, "self-signed-validity", 7*24*time.Hour, "lifetime of a self-signed certificate (a new key is made after 2/3 of it)")
-	fs.DurationVar(&o.proxyTimeout, "proxy-timeout", 15*time.Minute, "longest a proxied request (a generation) may take")
+	fs.DurationVar(&o.proxyTimeout, "proxy-timeout", gateway.DefaultProxyTimeout, "longest a proxied request (a generation) may take; above the backend's --timeout (30m) so its own 504 reaches the client")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running requests may finish")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
