@@ -82,6 +82,13 @@ func newFakeBackendTB(t testing.TB) *fakeBackend {
 		}
 		fmt.Fprint(w, `{"status":"ready"}`)
 	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" {
+			http.Error(w, "unexpected query", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, "# TYPE fake_backend_requests_total counter\nfake_backend_requests_total 1\n")
+	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()

@@ -114,6 +114,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("/healthz", serveHealth)
 	mux.HandleFunc("/readyz", g.serveReady)
 	mux.Handle("/metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /metrics/backend", g.serveBackendMetrics)
 	mux.HandleFunc("/", g.serveProxy)
 	return mux
 }

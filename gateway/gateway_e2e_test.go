@@ -200,6 +200,12 @@ func TestProxyEndToEnd(t *testing.T) {
 			t.Errorf("metrics lack %q", m)
 		}
 	}
+	// The backend's own metrics, which /metrics (the gateway's) would otherwise hide.
+	bresp, bmetrics := getEvidence(t, c, gw.URL+"/metrics/backend?x=1")
+	if bresp.StatusCode != 200 || !strings.Contains(string(bmetrics), "fake_backend_requests_total 1") ||
+		strings.Contains(string(bmetrics), "tdxl_gateway_") {
+		t.Fatalf("/metrics/backend: %d %s", bresp.StatusCode, bmetrics)
+	}
 	// Backend down: 502 JSON and a proxy error counted.
 	be.Close()
 	resp, body := getEvidence(t, c, gw.URL+"/echo")

@@ -59,6 +59,19 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 	}
 }
 
+// serveBackendMetrics answers GET /metrics/backend with the backend's own
+// /metrics: /metrics is the gateway's, and in attested mode the backend
+// listens on loopback only, so this is how its queue and generation metrics
+// reach a scraper.
+func (g *Gateway) serveBackendMetrics(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	out := r.Clone(ctx)
+	out.URL.Path, out.URL.RawPath, out.URL.RawQuery = "/metrics", "", ""
+	out.Body, out.ContentLength = http.NoBody, 0
+	g.proxy.ServeHTTP(w, out)
+}
+
 // proxyError maps a failed round trip to a JSON error.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
