@@ -1,5 +1,6 @@
 // group_norm.cpp — GroupNorm over NHWC with optional fused SiLU, and LayerNorm over rows.
-// GroupNorm: one pass for per-channel sums (parallel over row chunks, folded in double), then one pass
+// GroupNorm: one pass for per-channel sums (parallel over fixed row chunks, folded in double in chunk
+// order, so results do not depend on the thread count), then one pass
 // y = x*scale[c] + shift[c] (+ SiLU).
 #include <cmath>
 #include <cstring>
@@ -16,6 +17,9 @@ const tdxl_isa_ops *pick_gn(int level) {
     }
     return nullptr;
 }
+
+// Most row chunks per image (bounds the partial-sum buffer: chunks x 2 x c doubles).
+constexpr int64_t kMaxChunks = 4096;
 
 struct gn_job {
     const tdxl_isa_ops *ops;
@@ -61,16 +65,17 @@ extern "C" int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int
     gn_job g{};
     g.ops = pick_gn(tdxl_isa_ctx_level(ctx));
     if (g.ops == nullptr) return TDXL_ISA_EUNSUPPORTED;
-    const int threads = tdxl_isa_ctx_threads(ctx);
     g.b = b;
     g.hw = hw;
     g.c = c;
     g.x = x;
     g.y = y;
     g.silu = silu != 0;
-    g.chunks = threads * 4;
-    if (g.chunks > hw) g.chunks = hw;
-    g.rows_per_chunk = (hw + g.chunks - 1) / g.chunks;
+    // Chunk boundaries depend on hw only, never on the thread count: the per-chunk partial sums are
+    // folded in chunk order, so the statistics (and the output bits) are the same at any thread count.
+    g.rows_per_chunk = 256;
+    if (hw > g.rows_per_chunk * kMaxChunks) g.rows_per_chunk = (hw + kMaxChunks - 1) / kMaxChunks;
+    g.chunks = (hw + g.rows_per_chunk - 1) / g.rows_per_chunk;
     const size_t partial_bytes = sizeof(double) * static_cast<size_t>(b * g.chunks * 2 * c);
     const size_t bytes = partial_bytes + sizeof(float) * static_cast<size_t>(2 * b * c) + 64;
     int rc = tdxl_ctx_reserve_shared(ctx, bytes);
