@@ -302,28 +302,23 @@ func minOf(v []float64) float64 {
 
 // instrPeak measures the peak of the instruction that level's bf16 GEMM is built on, by wall clock.
 func instrPeak(threads int, level isa.Level, seconds float64) (float64, error) {
-	c, err := isa.NewCtx(threads, level)
-	if err != nil {
-		return 0, fmt.Errorf("dot peak: %w", err)
-	}
-	defer c.Close()
-	g, _, err := c.Peak(true, seconds)
-	if err != nil {
-		return 0, fmt.Errorf("dot peak: %w", err)
-	}
-	return g, nil
+	return measurePeak("dot peak", threads, level, true, seconds)
 }
 
 // fmaPeak measures the fp32 FMA peak on threads threads (C's tdxl_isa_peak), by wall clock.
 func fmaPeak(threads int, seconds float64) (float64, error) {
-	c, err := isa.NewCtx(threads, fmaLevel())
+	return measurePeak("fma peak", threads, fmaLevel(), false, seconds)
+}
+
+func measurePeak(what string, threads int, level isa.Level, dot bool, seconds float64) (float64, error) {
+	c, err := isa.NewCtx(threads, level)
 	if err != nil {
-		return 0, fmt.Errorf("fma peak: %w", err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	defer c.Close()
-	g, _, err := c.Peak(false, seconds)
+	g, _, err := c.Peak(dot, seconds)
 	if err != nil {
-		return 0, fmt.Errorf("fma peak: %w", err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	return g, nil
 }
