@@ -35,9 +35,10 @@ type goldenPath struct {
 // bf16 (8-bit mantissa, relative rounding error ≤ 2^-9) shift every float output by a few 1e-3
 // relative on the random-weight tiny model (measured worst rel-L2: text 8.9e-3, unet 8.3e-3,
 // unet_debug 1.1e-2, vae 1.0e-2, latents 2.6e-3, image_float 3.8e-3; uint8 images up to 4 levels on
-// 29% of the values). Float classes: rel-L2 ≤ 2e-2 and max-abs ≤ 10% of the reference's max-abs;
-// uint8 images: rel-L2 ≤ 2e-2, max-abs ≤ 8 levels, ≤ 50% of the values differing. Tokenizer and
-// scheduler classes keep the manifest's (no weights involved).
+// 28% of the values, rel-L2 5e-3, on avx512bf16/bf16, which also rounds activations; avx512/bf16 and
+// avx2/bf16 reach 7.6e-3 and 3 levels on 20%). Float classes: rel-L2 ≤ 1.5e-2 and max-abs ≤ 10% of
+// the reference's max-abs; uint8 images: rel-L2 ≤ 1e-2, max-abs ≤ 6 levels, ≤ 40% of the values
+// differing. Tokenizer and scheduler classes keep the manifest's (no weights involved).
 func bf16Tolerances(manifest map[string]tolClass) map[string]tolClass {
 	f := func(v float64) *float64 { return &v }
 	out := map[string]tolClass{}
@@ -46,9 +47,9 @@ func bf16Tolerances(manifest map[string]tolClass) map[string]tolClass {
 		case "exact", "schedule":
 			out[name] = tc
 		case "image_uint8":
-			out[name] = tolClass{RelL2: f(2e-2), MaxAbs: f(8), MaxFractionDiffering: f(0.5)}
+			out[name] = tolClass{RelL2: f(1e-2), MaxAbs: f(6), MaxFractionDiffering: f(0.4)}
 		default:
-			out[name] = tolClass{RelL2: f(2e-2), MaxAbsOfRef: f(0.1)}
+			out[name] = tolClass{RelL2: f(1.5e-2), MaxAbsOfRef: f(0.1)}
 		}
 	}
 	return out
