@@ -296,7 +296,7 @@ void tdxl_pipe_arena_stats(const tdxl_pipe* p, uint64_t* requests, uint64_t* new
   if (p) st = p->pool->arena.stats();
   if (requests) *requests = st.gets;
   if (new_blocks) *new_blocks = st.misses;
-  if (peak_bytes) *peak_bytes = st.peak_bytes;
+  if (peak_bytes) *peak_bytes = st.peak_bytes > st.region_bytes ? st.peak_bytes : st.region_bytes;
 }
 
 int tdxl_sched_tables(const tdxl_sched_config* cfg, int steps, float* timesteps, float* sigmas,
@@ -388,13 +388,6 @@ int tdxl_vae_decode(tdxl_pipe* p, const float* latents, int B, int h, int w, flo
     const float sf = p->vae.config().scaling_factor;
     for (int64_t i = 0; i < n; i++) z[i] = latents[i] / sf;
     if (vae_input) std::memcpy(vae_input, z.data(), sizeof(float) * n);
-    // The activation cache holds one stage's blocks at a time (core_arena.cpp): the UNet's go
-    // before the VAE runs, the VAE's once it is done (also when it fails or is cancelled).
-    struct Trim {
-      Arena& a;
-      ~Trim() { a.trim(); }
-    } trim{p->pool->arena};
-    p->pool->arena.trim();
     // One image at a time: the decoder mixes nothing across the batch, its GEMMs have 64K+ rows
     // per image already, and slicing keeps its memory that of one image (a batch-4 decode would
     // need 4x the activations for no gain).

@@ -31,28 +31,40 @@ struct Cancelled : std::runtime_error {
 struct Ops;
 
 // ---- activation memory (core_arena.cpp) ----
-// A per-pipeline cache of blocks keyed by page-rounded size: get() reuses a released block of the
-// same size when there is one, else maps a new one (uninitialized). trim() returns the cached blocks
-// to the OS. Thread-safe, though the model code allocates only from the calling thread.
+// The pipeline's activation memory: blocks of 64 KiB and more are carved first-fit from one reserved
+// region whose pages stay resident once touched (reused by every later image), smaller ones come
+// from malloc and are cached by size. get() is uninitialized. Everything is returned to the OS when
+// the arena (the pipeline) goes. Thread-safe, though the model code allocates only from the calling
+// thread.
 class Arena {
  public:
   struct Stats {
-    uint64_t gets = 0, misses = 0;          // requests; requests that had to map new memory
-    size_t live_bytes = 0, cached_bytes = 0;  // in use; released and kept for reuse
-    size_t peak_bytes = 0;                  // max of live + cached
+    uint64_t gets = 0;    // blocks asked for
+    uint64_t misses = 0;  // requests that needed memory never used before (fresh pages or a malloc)
+    size_t live_bytes = 0, cached_bytes = 0;  // in use; small blocks released and kept
+    size_t peak_bytes = 0;    // max of live + cached
+    size_t region_bytes = 0;  // high-water mark of the region (its resident footprint)
   };
   Arena() = default;
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
-  float* get(size_t n);  // n floats, 64-byte aligned (2 MiB for large blocks), uninitialized
+  float* get(size_t n);  // n floats, 64-byte aligned (2 MiB for blocks of 2 MiB and more)
   void put(float* p, size_t n);
-  void trim();
   Stats stats() const;
 
  private:
+  bool reserve();
+  bool take(size_t bytes, size_t align, size_t* off);
+  void give(size_t off, size_t bytes);
   mutable std::mutex mu_;
-  std::multimap<size_t, void*> free_;  // rounded bytes -> block
+  char* base_ = nullptr;  // the region
+  size_t cap_ = 0;        // its reserved size
+  size_t high_ = 0;       // end of the highest byte ever handed out
+  bool reserve_failed_ = false;
+  std::map<size_t, size_t> free_;            // region offset -> free length (coalesced)
+  std::multimap<size_t, void*> small_;       // malloc'ed small blocks by rounded size
+  std::map<void*, size_t> own_;              // blocks mapped alone (region full)
   Stats st_;
 };
 

@@ -1,20 +1,20 @@
-// core_arena.cpp — the activation memory of one pipeline: a cache of blocks keyed by size.
+// core_arena.cpp — the activation memory of one pipeline.
 //
-// Every intermediate tensor of the UNet and VAE comes from here (Buf). A block that is released goes
-// back to the cache, and the next request of the same (page-rounded) size takes it again: the UNet
-// asks for the same sizes at every step, and the VAE's resnets at one level ask for the same sizes one
-// after the other, so after the first use of a size the hot path neither calls the allocator nor
-// faults in fresh pages, and no block is zero-filled (Buf memory is uninitialized: every op writes its
-// whole output). Large blocks are mapped directly, 2 MiB aligned and advised as huge pages, which cuts
-// page faults by up to 512x where transparent huge pages are on "madvise".
-//
-// trim() hands every cached block back to the OS. The pipeline trims at stage boundaries (before and
-// after the VAE, and between the VAE's levels, whose sizes grow 4x each), so the cache never holds
-// one stage's blocks while another runs: peak memory stays near that of the running stage's live
-// tensors.
+// Every intermediate tensor of the UNet and VAE comes from here (Buf), uninitialized (every op writes
+// its whole output, so nothing is zero-filled). Blocks of 64 KiB and more are carved first-fit out of
+// one reserved region of address space (2 MiB-aligned, advised as huge pages) whose free ranges are
+// coalesced on release; the region is never unmapped while the pipeline lives, so its pages, once
+// touched, stay resident and are reused: after the first image at the largest size asked for, no
+// image maps or faults in anything, and the resident size is the largest footprint of one stage
+// (the stages run one after the other and each releases all its blocks before the next starts).
+// First fit from the low end keeps that footprint close to the stage's peak of live tensors.
+// Smaller blocks come from malloc and are cached by size. A request the region cannot hold (the
+// reservation is bounded by physical memory) gets a mapping of its own, unmapped on release.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <iterator>
 #include <new>
 
 #include "core.h"
@@ -22,30 +22,29 @@
 namespace tdxl {
 
 namespace {
-constexpr size_t kPage = 4096;
+constexpr size_t kSmall = size_t(64) << 10;  // below: malloc + exact-size cache
 constexpr size_t kHuge = size_t(2) << 20;
-// Blocks of at least this size are mmap'ed (huge-page aligned); smaller ones come from malloc.
-constexpr size_t kMapMin = size_t(1) << 20;
+constexpr size_t kMaxReserve = size_t(64) << 30;
+
+size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 size_t round_bytes(size_t n_floats) {
   size_t b = n_floats * sizeof(float);
   if (b == 0) b = sizeof(float);
-  if (b >= kMapMin) return (b + kHuge - 1) / kHuge * kHuge;
-  return (b + kPage - 1) / kPage * kPage;
+  if (b >= kHuge) return round_up(b, kHuge);
+  if (b >= kSmall) return round_up(b, kSmall);
+  return round_up(b, 4096);
 }
 
-void* os_alloc(size_t bytes) {
-  if (bytes < kMapMin) {
-    void* p = nullptr;
-    if (posix_memalign(&p, 64, bytes) != 0) return nullptr;
-    return p;
-  }
-  // Over-map by one huge page and cut the ends so the block is 2 MiB aligned.
+// Maps bytes (a multiple of 2 MiB) at a 2 MiB-aligned address; nullptr on failure.
+void* map_aligned(size_t bytes, bool noreserve) {
   const size_t len = bytes + kHuge;
-  void* raw = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+  if (noreserve) flags |= MAP_NORESERVE;
+  void* raw = mmap(nullptr, len, PROT_READ | PROT_WRITE, flags, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   const uintptr_t a = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t al = (a + kHuge - 1) / kHuge * kHuge;
+  const uintptr_t al = round_up(a, kHuge);
   if (al > a) munmap(raw, al - a);
   const uintptr_t end = a + len, used_end = al + bytes;
   if (end > used_end) munmap(reinterpret_cast<void*>(used_end), end - used_end);
@@ -56,43 +55,98 @@ void* os_alloc(size_t bytes) {
   return p;
 }
 
-void os_free(void* p, size_t bytes) {
-  if (bytes < kMapMin)
-    std::free(p);
-  else
-    munmap(p, bytes);
+size_t reserve_size() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  size_t phys = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+  if (phys == 0 || phys > kMaxReserve) phys = kMaxReserve;
+  return phys / 2 / kHuge * kHuge;  // half the machine is far above any stage's footprint
 }
 }  // namespace
 
-Arena::~Arena() { trim(); }
+Arena::~Arena() {
+  for (auto& kv : small_) std::free(kv.second);
+  for (auto& kv : own_) munmap(kv.first, kv.second);
+  if (base_) munmap(base_, cap_);
+}
+
+bool Arena::reserve() {
+  if (base_ || reserve_failed_) return base_ != nullptr;
+  for (size_t cap = reserve_size(); cap >= (size_t(1) << 30); cap /= 2) {
+    if (void* p = map_aligned(cap, true)) {
+      base_ = static_cast<char*>(p);
+      cap_ = cap;
+      free_.emplace(0, cap);
+      return true;
+    }
+  }
+  reserve_failed_ = true;
+  return false;
+}
+
+// First fit: the lowest free range that holds `bytes` at an offset aligned to `align`.
+bool Arena::take(size_t bytes, size_t align, size_t* off) {
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    const size_t o = it->first, s = it->second;
+    const size_t a = round_up(o, align);
+    if (a + bytes > o + s) continue;
+    free_.erase(it);
+    if (a > o) free_.emplace(o, a - o);
+    if (a + bytes < o + s) free_.emplace(a + bytes, o + s - (a + bytes));
+    *off = a;
+    return true;
+  }
+  return false;
+}
+
+void Arena::give(size_t off, size_t bytes) {
+  auto next = free_.lower_bound(off);
+  if (next != free_.end() && next->first == off + bytes) {  // merge with the range after
+    bytes += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {  // merge with the range before
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == off) {
+      prev->second += bytes;
+      return;
+    }
+  }
+  free_.emplace(off, bytes);
+}
 
 float* Arena::get(size_t n) {
   const size_t bytes = round_bytes(n);
   std::lock_guard<std::mutex> g(mu_);
   st_.gets++;
-  // Exact size first; a large request may also take the front of a larger mapped block (best
-  // fit), the rest of which stays cached: a 1 GiB block of one layer serves two 512 MiB tensors of
-  // the next instead of lying idle next to two new ones.
-  auto it = free_.find(bytes);
-  if (it == free_.end() && bytes >= kMapMin) it = free_.lower_bound(bytes);
-  void* p;
-  if (it != free_.end()) {
-    const size_t have = it->first;
-    p = it->second;
-    free_.erase(it);
-    st_.cached_bytes -= have;
-    if (have > bytes) {  // both parts are multiples of 2 MiB, so each can be unmapped alone
-      free_.emplace(have - bytes, static_cast<char*>(p) + bytes);
-      st_.cached_bytes += have - bytes;
+  void* p = nullptr;
+  if (bytes < kSmall) {
+    auto it = small_.find(bytes);
+    if (it != small_.end()) {
+      p = it->second;
+      small_.erase(it);
+      st_.cached_bytes -= bytes;
+    } else {
+      if (posix_memalign(&p, 64, bytes) != 0) p = nullptr;
+      st_.misses++;
     }
   } else {
-    p = os_alloc(bytes);
-    if (!p) throw Error("out of memory: activation block of " + std::to_string(bytes) + " bytes");
-    st_.misses++;
+    size_t off = 0;
+    if (reserve() && take(bytes, bytes >= kHuge ? kHuge : kSmall, &off)) {
+      p = base_ + off;
+      if (off + bytes > high_) {  // reaches pages this arena never touched
+        high_ = off + bytes;
+        st_.misses++;
+      }
+    } else if ((p = map_aligned(round_up(bytes, kHuge), false)) != nullptr) {
+      own_.emplace(p, round_up(bytes, kHuge));
+      st_.misses++;
+    }
   }
+  if (!p) throw Error("out of memory: activation block of " + std::to_string(bytes) + " bytes");
   st_.live_bytes += bytes;
-  if (st_.live_bytes + st_.cached_bytes > st_.peak_bytes)
-    st_.peak_bytes = st_.live_bytes + st_.cached_bytes;
+  const size_t held = st_.live_bytes + st_.cached_bytes;
+  if (held > st_.peak_bytes) st_.peak_bytes = held;
+  if (high_ > st_.region_bytes) st_.region_bytes = high_;
   return static_cast<float*>(p);
 }
 
@@ -101,15 +155,19 @@ void Arena::put(float* p, size_t n) {
   const size_t bytes = round_bytes(n);
   std::lock_guard<std::mutex> g(mu_);
   st_.live_bytes -= bytes;
-  st_.cached_bytes += bytes;
-  free_.emplace(bytes, p);
-}
-
-void Arena::trim() {
-  std::lock_guard<std::mutex> g(mu_);
-  for (auto& kv : free_) os_free(kv.second, kv.first);
-  free_.clear();
-  st_.cached_bytes = 0;
+  char* c = reinterpret_cast<char*>(p);
+  if (bytes < kSmall) {
+    small_.emplace(bytes, p);
+    st_.cached_bytes += bytes;
+  } else if (base_ && c >= base_ && c < base_ + cap_) {
+    give(static_cast<size_t>(c - base_), bytes);
+  } else {
+    auto it = own_.find(p);
+    if (it != own_.end()) {
+      munmap(it->first, it->second);
+      own_.erase(it);
+    }
+  }
 }
 
 Arena::Stats Arena::stats() const {

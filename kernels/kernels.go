@@ -94,12 +94,12 @@ type Pipeline struct {
 }
 
 // ActivationStats counts the pipeline's activation memory since Open: every intermediate tensor
-// is a block from a per-pipeline cache, so after the first image at a size the hot path maps
-// (almost) nothing new; the cache is emptied at stage boundaries to keep the peak down.
+// is a block of a per-pipeline arena whose pages, once touched, are reused by every later image, so
+// after the first image at the largest size asked for, generating maps and faults in nothing.
 type ActivationStats struct {
 	Requests  uint64 // blocks asked for
-	NewBlocks uint64 // requests that mapped new memory (the rest reused a cached block)
-	PeakBytes uint64 // most bytes held at once, live plus cached
+	NewBlocks uint64 // requests that needed memory never used before (the rest reused the arena's)
+	PeakBytes uint64 // the arena's footprint: high-water mark of its resident memory
 }
 
 // ActivationStats returns the counters (zero after Close).

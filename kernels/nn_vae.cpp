@@ -79,9 +79,6 @@ void VaeDecoder::forward(const RunCtx& c, const float* zin, int B, int h, int w,
     }
     if (U.has_up) {
       c.check();
-      // The next level's tensors are 4x larger: the cached blocks of this level's sizes would
-      // only add to the peak, so they go back to the OS here.
-      c.pool->arena.trim();
       Buf u = c.buf(static_cast<size_t>(B) * H * 2 * W * 2 * C);
       upsample_nearest(*c.pool, x.data(), u.data(), B, H, W, C, H * 2, W * 2);
       H *= 2;

@@ -103,8 +103,9 @@ void tdxl_pipe_free(tdxl_pipe* p);
 void tdxl_pipe_cancel(tdxl_pipe* p, int on);
 int tdxl_pipe_threads(const tdxl_pipe* p);
 const char* tdxl_pipe_kernel_path(const tdxl_pipe* p); /* e.g. "avx512bf16/bf16", "ref-fp32" */
-/* Activation memory of the pipeline since it was made: blocks requested, requests that mapped new
- * memory (the rest reused a cached block), peak bytes mapped (live + cached). Any pointer may be NULL. */
+/* Activation memory of the pipeline since it was made: blocks requested, requests that needed memory
+ * never used before (the rest reused pages the arena already had), and its footprint (the high-water
+ * mark of its region, or of live + cached small blocks if larger). Any pointer may be NULL. */
 void tdxl_pipe_arena_stats(const tdxl_pipe* p, uint64_t* requests, uint64_t* new_blocks,
                            uint64_t* peak_bytes);
 /* Registers kernels/internal/isa's function table (api.h); called once by the Go package's init. */

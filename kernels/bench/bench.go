@@ -224,7 +224,7 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 			c.repeat, c.batch, a, c.compareBatch, b, c.compareBatch, c.batch, b/a)
 	}
 	act := p.ActivationStats()
-	fmt.Fprintf(stdout, "activation memory: %d blocks requested, %d newly mapped (the rest reused from the cache), peak %.2f GiB live+cached\n",
+	fmt.Fprintf(stdout, "activation memory: %d blocks requested, %d needed fresh memory (the rest reused the arena's), footprint %.2f GiB\n",
 		act.Requests, act.NewBlocks, float64(act.PeakBytes)/(1<<30))
 	tm := last.Timings
 	var unet time.Duration
