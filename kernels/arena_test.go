@@ -100,3 +100,43 @@ func TestOnePoolOnTheFastPath(t *testing.T) {
 		t.Errorf("a 16-thread pipeline added %d threads, want 15 (+ a few of Go's own)", added)
 	}
 }
+
+// Options.Reserve sizes the arena at load: the first image at a reserved size needs no fresh
+// memory, and the planning run leaves no trace in the results (the images equal those of a
+// pipeline opened without it, the cross-attention K/V cache included).
+func TestReserveSizesTheArenaAtLoad(t *testing.T) {
+	req := Request{Prompts: []string{"a lighthouse at dusk"}, Width: 64, Height: 48, Steps: 2, Batch: 2, Seed: 11}
+	p, err := Open(testModelDir(t), Options{Threads: 2, Reserve: []Size{{Width: 64, Height: 48, Batch: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	before := p.ActivationStats()
+	if before.NewBlocks == 0 || before.PeakBytes == 0 {
+		t.Fatalf("nothing reserved: %+v", before)
+	}
+	a, err := p.Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := p.ActivationStats()
+	if after.Requests == before.Requests {
+		t.Fatal("the image asked for no blocks")
+	}
+	if fresh := after.NewBlocks - before.NewBlocks; fresh != 0 {
+		t.Errorf("the first image after the reservation needed %d fresh blocks, want 0", fresh)
+	}
+	b, err := sharedPipeline(t).Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pixels(a), pixels(b)) {
+		t.Error("a pipeline with a reserved arena made different images")
+	}
+	for _, bad := range []Size{{Width: 63, Height: 48}, {Width: 64, Height: 0}, {Width: 64, Height: 48, Batch: -1}} {
+		if q, err := Open(testModelDir(t), Options{Threads: 1, Reserve: []Size{bad}}); err == nil {
+			q.Close()
+			t.Errorf("Reserve %+v accepted", bad)
+		}
+	}
+}

@@ -290,6 +290,37 @@ int tdxl_pipe_threads(const tdxl_pipe* p) { return p ? p->pool->threads() : 0; }
 
 const char* tdxl_pipe_kernel_path(const tdxl_pipe* p) { return p ? p->path.c_str() : ""; }
 
+int tdxl_pipe_reserve(tdxl_pipe* p, int B, int h, int w, int T, char* err, size_t errlen) {
+  return guard(err, errlen, [&] {
+    need_ready(p);
+    if (B <= 0 || h <= 0 || w <= 0 || T <= 0) throw Error("bad reserve size");
+    const tdxl_unet_config& u = p->unet.config();
+    const int pdim = u.projection_class_embeddings_input_dim - 6 * u.addition_time_embed_dim;
+    if (pdim <= 0) throw Error("unet: projection_class_embeddings_input_dim too small");
+    std::vector<float> sample(static_cast<size_t>(B) * u.in_channels * h * w);
+    std::vector<float> ehs(static_cast<size_t>(B) * T * u.cross_attention_dim);
+    std::vector<float> text(static_cast<size_t>(B) * pdim), ids(static_cast<size_t>(B) * 6);
+    std::vector<float> out(static_cast<size_t>(B) * u.out_channels * h * w);
+    const int up = p->vae.upscale();
+    std::vector<float> z(static_cast<size_t>(p->vae.config().latent_channels) * h * w);
+    std::vector<float> dec(static_cast<size_t>(p->vae.config().out_channels) * h * up * w * up);
+    struct Dry {
+      tdxl_pipe* p;
+      ~Dry() {
+        p->pool->dry = false;
+        p->unet.forget_context();
+      }
+    } dry{p};
+    p->pool->dry = true;
+    RunCtx c = p->ctx();
+    c.taps = nullptr;
+    p->unet.forward(c, sample.data(), B, h, w, 1.0f, ehs.data(), T, text.data(), ids.data(), out.data());
+    p->vae.forward(c, z.data(), 1, h, w, dec.data());  // the VAE decodes one image at a time
+    p->pool->dry = false;
+    p->pool->arena.prefault();
+  });
+}
+
 void tdxl_pipe_arena_stats(const tdxl_pipe* p, uint64_t* requests, uint64_t* new_blocks,
                            uint64_t* peak_bytes) {
   Arena::Stats st;

@@ -117,6 +117,11 @@ func (h *handle) threads() int { return int(C.tdxl_pipe_threads(h.p)) }
 
 func (h *handle) kernelPath() string { return C.GoString(C.tdxl_pipe_kernel_path(h.p)) }
 
+func (h *handle) reserve(batch, lh, lw, textLen int) error {
+	b, e, n := errbuf()
+	return cstatus(C.tdxl_pipe_reserve(h.p, C.int(batch), C.int(lh), C.int(lw), C.int(textLen), e, n), b)
+}
+
 func (h *handle) arenaStats() ActivationStats {
 	var req, fresh, peak C.uint64_t
 	C.tdxl_pipe_arena_stats(h.p, &req, &fresh, &peak)

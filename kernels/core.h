@@ -51,6 +51,9 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
   float* get(size_t n);  // n floats, 64-byte aligned (2 MiB for blocks of 2 MiB and more)
   void put(float* p, size_t n);
+  // Touch every page of the region up to its high-water mark, so that later images fault in
+  // nothing (after a planning run has raised the mark to the footprint of the largest size).
+  void prefault();
   Stats stats() const;
 
  private:
@@ -119,6 +122,8 @@ class Pool {
   const Ops& ops() const;
   // The pipeline's activation memory.
   mutable Arena arena;
+  // A planning run: ops() computes nothing and run() runs no task (see tdxl_pipe_reserve).
+  bool dry = false;
   Buf buf(size_t n) const { return Buf(arena, n); }
 
  private:
@@ -196,6 +201,7 @@ struct Ops {
   bool residual_may_alias_y;
 };
 const Ops& ops();      // the reference table (kept for code without a pool)
+const Ops& dry_ops();  // the no-op table of planning runs (Pool::dry)
 const Ops& ref_ops();
 // The fast table over kernels/internal/isa (op_isa.cpp); null when the isa API was not registered.
 const Ops* isa_ops();

@@ -98,7 +98,7 @@ Pool::~Pool() {
 }
 
 void Pool::run(int64_t n, const std::function<void(int64_t)>& fn) {
-  if (n <= 0) return;
+  if (n <= 0 || dry) return;
   if (nthreads_ == 1 || n == 1) {
     for (int64_t i = 0; i < n; i++) fn(i);
     return;

@@ -30,7 +30,16 @@ type Options struct {
 	// to bf16 (half the memory, bf16 tolerances); "fp32" = fp32-resident weights (the reference's
 	// tolerances). Ignored by the reference path (always fp32). Env TDXL_PRECISION sets the default.
 	Precision string
+	// Reserve sizes the activation arena at load for these image sizes, each with up to Batch
+	// images per run: Open walks one UNet step and one VAE decode per size with ops that compute
+	// nothing, then touches the largest footprint's pages, so that the first image at (or below)
+	// those sizes needs no fresh memory. The resident footprint is the largest size's (2.25 GiB at
+	// 1024x1024). Empty: the arena grows with the first image at each size.
+	Reserve []Size
 }
+
+// Size is an image size and the largest batch run at it (Batch 0 means 1).
+type Size struct{ Width, Height, Batch int }
 
 // Request is one text-to-image generation.
 type Request struct {

@@ -30,7 +30,34 @@ func Open(dir string, opts Options) (*Pipeline, error) {
 		p.Close()
 		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
 	}
+	if err := p.reserve(opts.Reserve); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("kernels: open %s: %w", dir, err)
+	}
 	return p, nil
+}
+
+// reserve sizes the activation arena for each size (Options.Reserve).
+func (p *Pipeline) reserve(sizes []Size) error {
+	for _, s := range sizes {
+		b := s.Batch
+		if b == 0 {
+			b = 1
+		}
+		sc := p.m.vaeScale
+		if s.Width <= 0 || s.Height <= 0 || s.Width%sc != 0 || s.Height%sc != 0 || b < 1 || b > MaxBatch {
+			return fmt.Errorf("reserve %dx%d batch %d: sizes must be positive multiples of %d, batch 1..%d",
+				s.Width, s.Height, s.Batch, sc, MaxBatch)
+		}
+		t0 := time.Now()
+		if err := p.h.reserve(b, s.Height/sc, s.Width/sc, p.m.textLen); err != nil {
+			return fmt.Errorf("reserve %dx%d batch %d: %w", s.Width, s.Height, b, err)
+		}
+		st := p.h.arenaStats()
+		p.log.Info("activation arena reserved", "width", s.Width, "height", s.Height, "batch", b,
+			"footprint_bytes", st.PeakBytes, "took", time.Since(t0))
+	}
+	return nil
 }
 
 // openCore loads configs and weights into the C++ core (everything but the tokenizers).

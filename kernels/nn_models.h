@@ -56,6 +56,9 @@ class UNet {
                const float* ehs, int T, const float* text_embeds, const float* time_ids,
                float* out) const;
   const tdxl_unet_config& config() const { return cfg_; }
+  // Forget the text context of the cached cross-attention K/V (after a planning run, whose K/V
+  // hold nothing): the next call computes them again.
+  void forget_context() const { ehs_copy_.clear(); }
 
  private:
   struct Level {  // one down or up block

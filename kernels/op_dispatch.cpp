@@ -28,10 +28,34 @@ const Ops& ref_ops() {
   return table;
 }
 
+namespace {
+// The ops of a planning run (Pool::dry): they compute nothing, so a forward pass only walks the
+// model's allocations (tdxl_pipe_reserve sizes the activation arena that way).
+void dry_linear(Pool&, const Packed&, const float*, int64_t, float*, int64_t, int64_t, const float*,
+                int64_t) {}
+void dry_conv2d(Pool&, const Packed&, const float*, const ConvShape&, float*, const float*) {}
+void dry_attention(Pool&, const float*, int64_t, const float*, int64_t, const float*, int64_t,
+                   float*, int64_t, int, int64_t, int64_t, int, int, float, bool) {}
+void dry_group_norm(Pool&, const float*, float*, int, int64_t, int, int, float, const float*,
+                    const float*, bool) {}
+void dry_layer_norm(Pool&, const float*, float*, int64_t, int, float, const float*, const float*) {}
+}  // namespace
+
+const Ops& dry_ops() {
+  static const Ops table = {
+      "dry",          ref_pack_weights, dry_linear,     dry_conv2d,
+      dry_attention,  dry_group_norm,   dry_layer_norm, nullptr, nullptr, true,
+  };
+  return table;
+}
+
 const Ops& ops() { return ref_ops(); }
 
 // A pipeline picks its table once at creation (tdxl_pipe_new): the fast isa table at the level
 // chosen from CPUID (capped by TDXL_MAX_ISA / Options), or the reference table for "ref".
-const Ops& Pool::ops() const { return table ? *table : ref_ops(); }
+const Ops& Pool::ops() const {
+  if (dry) return dry_ops();
+  return table ? *table : ref_ops();
+}
 
 }  // namespace tdxl

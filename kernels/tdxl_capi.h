@@ -103,6 +103,11 @@ void tdxl_pipe_free(tdxl_pipe* p);
 void tdxl_pipe_cancel(tdxl_pipe* p, int on);
 int tdxl_pipe_threads(const tdxl_pipe* p);
 const char* tdxl_pipe_kernel_path(const tdxl_pipe* p); /* e.g. "avx512bf16/bf16", "ref-fp32" */
+/* Sizes the activation arena at load for images of latent size h x w in batches of up to B (text
+ * length T): walks one UNet step (batch B) and one VAE decode with ops that compute nothing, then
+ * touches the footprint's pages, so the first real image at that size (or smaller) needs no fresh
+ * memory. Call once per size asked for; the arena keeps the largest footprint. */
+int tdxl_pipe_reserve(tdxl_pipe* p, int B, int h, int w, int T, char* err, size_t errlen);
 /* Activation memory of the pipeline since it was made: blocks requested, requests that needed memory
  * never used before (the rest reused pages the arena already had), and its footprint (the high-water
  * mark of its region, or of live + cached small blocks if larger). Any pointer may be NULL. */

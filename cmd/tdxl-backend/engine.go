@@ -50,6 +50,7 @@ const defaultModelSeed = 1
 type modelLoader struct {
 	dir, cacheDir string
 	threads       int
+	reserve       []kernels.Size // Options.Reserve
 	env           func(string) (string, bool)
 	log           *slog.Logger
 
@@ -66,7 +67,7 @@ func (l *modelLoader) load(ctx context.Context) (backend.Engine, error) {
 		}
 	}
 	l.log.Info("loading model", "dir", dir, "threads", l.threads)
-	p, err := kernels.Open(dir, kernels.Options{Threads: l.threads, Logger: l.log.With("component", "kernels")})
+	p, err := kernels.Open(dir, kernels.Options{Threads: l.threads, Reserve: l.reserve, Logger: l.log.With("component", "kernels")})
 	if err != nil {
 		return nil, err
 	}

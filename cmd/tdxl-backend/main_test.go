@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tdxl/tdxl/backend"
+	"github.com/tdxl/tdxl/kernels"
 )
 
 // The test binary doubles as the command: with TDXL_TEST_AS_MAIN=1 it runs
@@ -87,6 +88,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"--max-images", "0"}, nil, "--max-images"},
 		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"--reserve", "512"}, nil, "--reserve"},
+		{nil, map[string]string{"TDXL_RESERVE": "512x512,axb"}, "--reserve"},
+		{[]string{"--reserve", "512x512x0"}, nil, "--reserve"},
 	} {
 		var stderr bytes.Buffer
 		code := serve(context.Background(), c.args, envFrom(c.env), io.Discard, &stderr)
@@ -95,12 +99,26 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
+func TestParseReserve(t *testing.T) {
+	got, err := parseReserve("512x512, 1024x768x4")
+	require.NoError(t, err)
+	assert.Equal(t, []kernels.Size{{Width: 512, Height: 512, Batch: 1}, {Width: 1024, Height: 768, Batch: 4}}, got)
+	got, err = parseReserve("")
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	for _, bad := range []string{"512", "512x", "x512", "512x512x4x1", "-8x8", "8x8x-1"} {
+		_, err := parseReserve(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	var stderr bytes.Buffer
 	require.Equal(t, 0, serve(context.Background(), []string{"--help"}, envFrom(nil), io.Discard, &stderr))
 	help := stderr.String()
 	for _, f := range []string{"listen", "model-dir", "output-dir", "threads", "queue", "max-images", "timeout",
-		"grace", "trusted-proxies", "cache-dir", "retention-age", "retention-bytes", "log-level", "log-format", "model-name"} {
+		"grace", "trusted-proxies", "cache-dir", "retention-age", "retention-bytes", "log-level", "log-format", "model-name",
+		"reserve"} {
 		assert.Regexp(t, regexp.MustCompile(`(?m)^\s+-`+f+`\b`), help)
 	}
 	for _, e := range []string{"TDXL_LISTEN", "TDXL_MODEL_DIR", "TDXL_OUTPUT_DIR"} {

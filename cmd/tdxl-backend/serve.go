@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tdxl/tdxl/backend"
+	"github.com/tdxl/tdxl/kernels"
 )
 
 // options are the serve flags, each also settable by an environment
@@ -19,6 +20,7 @@ import (
 type options struct {
 	listen, modelDir, outputDir, cacheDir, modelName string
 	trustedProxies, logLevel, logFormat, sizes       string
+	reserve                                          string
 	threads, queue, maxImages                        int
 	timeout, grace, retentionAge                     time.Duration
 	retentionBytes                                   string
@@ -78,6 +80,7 @@ func parseOptions(args []string, env func(string) (string, bool), stderr io.Writ
 	str(&o.cacheDir, "cache-dir", "TDXL_CACHE_DIR", "", "where the default model is synthesized (default $XDG_CACHE_HOME/tdxl or ~/.cache/tdxl)")
 	str(&o.modelName, "model-name", "TDXL_MODEL_NAME", "", "meta.input.model (default: the loaded model's name, else stabilityai/sdxl-turbo)")
 	num(&o.threads, "threads", "TDXL_THREADS", 0, "compute threads (0 = all cores)")
+	str(&o.reserve, "reserve", "TDXL_RESERVE", "", "comma-separated WxH or WxHxBATCH sizes the activation memory is sized for at load, so the first such request allocates nothing (\"\" = grow with the first request of each size)")
 	num(&o.queue, "queue", "TDXL_QUEUE", backend.DefaultQueue, "requests that may wait while one runs; more get 429")
 	num(&o.maxImages, "max-images", "TDXL_MAX_IMAGES", backend.DefaultMaxImages, "cap on number×batch per request")
 	str(&o.sizes, "sizes", "TDXL_SIZES", strings.Join(backend.DefaultSizes, ","), "accepted values of `size`, comma-separated WxH (multiples of 8, 64..2048)")
@@ -204,7 +207,12 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 		fmt.Fprintln(stderr, "tdxl-backend: error:", err)
 		return 2
 	}
-	loader := &modelLoader{dir: o.modelDir, cacheDir: o.cacheDir, threads: o.threads, env: env, log: log}
+	reserve, err := parseReserve(o.reserve)
+	if err != nil {
+		fmt.Fprintln(stderr, "tdxl-backend: error:", err)
+		return 2
+	}
+	loader := &modelLoader{dir: o.modelDir, cacheDir: o.cacheDir, threads: o.threads, reserve: reserve, env: env, log: log}
 	srv, err := backend.New(cfg, loader.load)
 	if err != nil {
 		fmt.Fprintln(stderr, "tdxl-backend: error:", err)
@@ -217,4 +225,30 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 		return 1
 	}
 	return 0
+}
+
+// parseReserve parses --reserve: comma-separated WxH or WxHxBATCH.
+func parseReserve(v string) ([]kernels.Size, error) {
+	var out []kernels.Size
+	for _, item := range splitList(v) {
+		parts := strings.Split(item, "x")
+		nums := make([]int, len(parts))
+		bad := len(parts) < 2 || len(parts) > 3
+		for i, p := range parts {
+			n, err := strconv.Atoi(p)
+			if err != nil || n <= 0 {
+				bad = true
+			}
+			nums[i] = n
+		}
+		if bad {
+			return nil, fmt.Errorf("--reserve: %q is not WxH or WxHxBATCH (e.g. 1024x1024 or 512x512x4)", item)
+		}
+		s := kernels.Size{Width: nums[0], Height: nums[1], Batch: 1}
+		if len(nums) == 3 {
+			s.Batch = nums[2]
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

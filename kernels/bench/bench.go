@@ -150,7 +150,11 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		prec = "bf16"
 	}
 	t0 := time.Now()
-	p, err := kernels.Open(dir, kernels.Options{Threads: c.threads, ISA: c.isa, Precision: prec})
+	reserve := []kernels.Size{{Width: c.width, Height: c.height, Batch: c.batch}}
+	if c.compareBatch > 0 {
+		reserve = append(reserve, kernels.Size{Width: c.width, Height: c.height, Batch: c.compareBatch})
+	}
+	p, err := kernels.Open(dir, kernels.Options{Threads: c.threads, ISA: c.isa, Precision: prec, Reserve: reserve})
 	if err != nil {
 		return err
 	}
@@ -159,6 +163,12 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	info := p.Info()
 	fmt.Fprintf(stdout, "load: %.2f s  (model %s, kernel path %s, %d threads; CPU features: best isa level %s)\n",
 		secs(load), info.Model, info.ISA, info.Threads, isa.Best())
+	reserved := p.ActivationStats()
+	fmt.Fprintf(stdout, "activation arena sized at load for %dx%d, batch %d", c.width, c.height, c.batch)
+	if c.compareBatch > 0 {
+		fmt.Fprintf(stdout, " and %d", c.compareBatch)
+	}
+	fmt.Fprintf(stdout, ": footprint %.2f GiB\n", float64(reserved.PeakBytes)/(1<<30))
 	peak, err := fmaPeak(info.Threads, c.peakSeconds)
 	if err != nil {
 		return err
@@ -224,8 +234,8 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 			c.repeat, c.batch, a, c.compareBatch, b, c.compareBatch, c.batch, b/a)
 	}
 	act := p.ActivationStats()
-	fmt.Fprintf(stdout, "activation memory: %d blocks requested, %d needed fresh memory (the rest reused the arena's), footprint %.2f GiB\n",
-		act.Requests, act.NewBlocks, float64(act.PeakBytes)/(1<<30))
+	fmt.Fprintf(stdout, "activation memory during the runs: %d blocks requested, %d needed fresh memory (the rest reused the arena's), footprint %.2f GiB\n",
+		act.Requests-reserved.Requests, act.NewBlocks-reserved.NewBlocks, float64(act.PeakBytes)/(1<<30))
 	tm := last.Timings
 	var unet time.Duration
 	for _, s := range tm.UNetSteps {
