@@ -152,13 +152,14 @@ struct gemm_job {
     int64_t ldr;
     int act;
     int64_t mc, nc, nblocks, mblocks;
+    int64_t kc;  // k chunk of this call (kern->kc, or all of K when that saves a pass)
     tdxl_isa_ctx *ctx;
 };
 
 // Scratch layout per thread: C tile [mc][nc] f32 | row pointers [mc] | gathered A [mc][kc] f32 |
 // bf16 A [mc][kcp].
 size_t scratch_bytes(const gemm_job &g) {
-    const int64_t kc = g.kern->kc;
+    const int64_t kc = g.kc;
     size_t b = static_cast<size_t>(g.mc * g.nc) * 4 + static_cast<size_t>(g.mc) * sizeof(float *) + 64;
     if (g.conv) b += static_cast<size_t>(g.mc * kc) * 4 + 64;
     if (g.kern->a_bf16) b += static_cast<size_t>(g.mc * round_up(kc, g.kern->k_align)) * 2 + 64;
@@ -201,7 +202,7 @@ void gemm_task(void *arg, int64_t task, int tid) {
     const int64_t m0 = mb * g->mc, n0 = nb * g->nc;
     const int64_t mlen = std::min(g->mc, g->m - m0), nlen = std::min(g->nc, w->n - n0);
     const int64_t mpad = round_up(mlen, mr), npanels = ceil_div(nlen, nr);
-    const int64_t kc = kern->kc, kcp_max = round_up(kc, kern->k_align);
+    const int64_t kc = g->kc, kcp_max = round_up(kc, kern->k_align);
     const size_t elem = kern->b_format == TDXL_BFMT_F32_PANEL ? 4 : 2;
 
     char *s = static_cast<char *>(tdxl_ctx_scratch(g->ctx, tid));
@@ -270,6 +271,12 @@ int run_gemm(gemm_job &g) {
     }
     g.mc = mc;
     g.nc = nc;
+    // A K a little over one chunk (SDXL's K = 320 against kc = 256) runs as one chunk: a second,
+    // short chunk would reload and re-store the whole C tile for a quarter of the work. Not on the
+    // AMX levels, whose chunking follows the tile configuration.
+    g.kc = kern->kc;
+    if (kern->level != TDXL_ISA_AMX && kern->level != TDXL_ISA_AMX_EMU && g.w->k > g.kc && 2 * g.w->k <= 3 * g.kc)
+        g.kc = round_up(g.w->k, kern->k_align);
     g.nblocks = ceil_div(g.w->n, nc);
     g.mblocks = ceil_div(g.m, mc);
     int rc = tdxl_ctx_reserve(g.ctx, scratch_bytes(g));

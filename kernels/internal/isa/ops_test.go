@@ -17,7 +17,8 @@ type convCase struct {
 var convCases = []convCase{
 	{2, 5, 7, 3, 5, 3, 1, 1, true, false, ActNone},
 	{1, 9, 8, 16, 33, 3, 2, 1, true, true, ActNone},  // downsample
-	{1, 6, 5, 40, 19, 3, 1, 1, false, true, ActSiLU}, // K = 360 > kc: chunk spans taps
+	{1, 6, 5, 40, 19, 3, 1, 1, false, true, ActSiLU}, // K = 360 > kc: chunk spans taps (one chunk where K <= 1.5 kc)
+	{1, 5, 6, 56, 21, 3, 1, 1, true, true, ActNone},  // K = 504 > 1.5 x 256: chunks span taps on every level
 	{1, 4, 4, 8, 12, 1, 1, 0, true, false, ActNone},  // 1x1 = plain GEMM
 	{2, 7, 6, 5, 7, 3, 2, 0, false, false, ActGELU},  // stride 2 without padding
 }
