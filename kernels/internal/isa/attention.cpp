@@ -7,14 +7,7 @@
 
 namespace {
 
-const tdxl_isa_ops *pick_attn(int level) {
-    for (int l = level; l >= 0; l--) {
-        const tdxl_isa_ops *ops = tdxl_isa_ops_for(l);
-        if (ops != nullptr && ops->attn_task != nullptr) return ops;
-        if (l == TDXL_ISA_AMX_EMU) l = TDXL_ISA_REF + 1;
-    }
-    return nullptr;
-}
+int has_attn(const tdxl_isa_ops *ops) { return ops->attn_task != nullptr; }
 
 struct attn_job {
     tdxl_attn_args a;
@@ -62,7 +55,7 @@ extern "C" int tdxl_isa_attention(tdxl_isa_ctx *ctx, int64_t b, int64_t tq, int6
         ldo < heads * d)
         return TDXL_ISA_EINVAL;
     attn_job j{};
-    j.ops = pick_attn(tdxl_isa_ctx_level(ctx));
+    j.ops = tdxl_isa_ops_with(tdxl_isa_ctx_level(ctx), has_attn);
     if (j.ops == nullptr) return TDXL_ISA_EUNSUPPORTED;
     j.ctx = ctx;
     tdxl_attn_args &a = j.a;

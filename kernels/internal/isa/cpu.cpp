@@ -156,4 +156,13 @@ const tdxl_isa_ops *tdxl_isa_ops_for(int level) {
     return get_dispatch().ops[level];
 }
 
+const tdxl_isa_ops *tdxl_isa_ops_with(int level, int (*has)(const tdxl_isa_ops *ops)) {
+    for (int l = level; l >= 0; l--) {
+        const tdxl_isa_ops *ops = tdxl_isa_ops_for(l);
+        if (ops != nullptr && has(ops)) return ops;
+        if (l == TDXL_ISA_AMX_EMU) l = TDXL_ISA_REF + 1;
+    }
+    return nullptr;
+}
+
 }  // extern "C"

@@ -35,16 +35,15 @@ namespace {
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+int has_f32(const tdxl_isa_ops *ops) { return ops->gemm_f32 != nullptr; }
+int has_bf16(const tdxl_isa_ops *ops) { return ops->gemm_bf16 != nullptr; }
+
+// The GEMM kernel for the residency, from the context's level down (tdxl_isa_ops_with).
 const tdxl_gemm_kernel *pick_kernel(int level, int resident) {
-    // Walk down the ordered list from the context's level; the emulated AMX level falls back to ref.
-    for (int l = level; l >= 0; l--) {
-        const tdxl_isa_ops *ops = tdxl_isa_ops_for(l);
-        if (ops == nullptr) continue;
-        const tdxl_gemm_kernel *kern = resident == TDXL_ISA_RESIDENT_F32 ? ops->gemm_f32 : ops->gemm_bf16;
-        if (kern != nullptr) return kern;
-        if (l == TDXL_ISA_AMX_EMU) l = TDXL_ISA_REF + 1;
-    }
-    return nullptr;
+    const bool f32 = resident == TDXL_ISA_RESIDENT_F32;
+    const tdxl_isa_ops *ops = tdxl_isa_ops_with(level, f32 ? has_f32 : has_bf16);
+    if (ops == nullptr) return nullptr;
+    return f32 ? ops->gemm_f32 : ops->gemm_bf16;
 }
 
 float load_src(const void *w, int dtype, int64_t i) {

@@ -9,14 +9,7 @@
 
 namespace {
 
-const tdxl_isa_ops *pick_gn(int level) {
-    for (int l = level; l >= 0; l--) {
-        const tdxl_isa_ops *ops = tdxl_isa_ops_for(l);
-        if (ops != nullptr && ops->gn_stats != nullptr) return ops;
-        if (l == TDXL_ISA_AMX_EMU) l = TDXL_ISA_REF + 1;
-    }
-    return nullptr;
-}
+int has_gn(const tdxl_isa_ops *ops) { return ops->gn_stats != nullptr; }
 
 // Most row chunks per image (bounds the partial-sum buffer: chunks x 2 x c doubles).
 constexpr int64_t kMaxChunks = 4096;
@@ -63,7 +56,7 @@ extern "C" int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int
         hw <= 0 || c <= 0 || groups <= 0 || c % groups != 0 || !(eps >= 0.0f))
         return TDXL_ISA_EINVAL;
     gn_job g{};
-    g.ops = pick_gn(tdxl_isa_ctx_level(ctx));
+    g.ops = tdxl_isa_ops_with(tdxl_isa_ctx_level(ctx), has_gn);
     if (g.ops == nullptr) return TDXL_ISA_EUNSUPPORTED;
     g.b = b;
     g.hw = hw;
@@ -114,14 +107,7 @@ extern "C" int tdxl_isa_group_norm(tdxl_isa_ctx *ctx, int64_t b, int64_t hw, int
 // ---- LayerNorm over rows ----
 namespace {
 
-const tdxl_isa_ops *pick_ln(int level) {
-    for (int l = level; l >= 0; l--) {
-        const tdxl_isa_ops *ops = tdxl_isa_ops_for(l);
-        if (ops != nullptr && ops->ln_rows != nullptr) return ops;
-        if (l == TDXL_ISA_AMX_EMU) l = TDXL_ISA_REF + 1;
-    }
-    return nullptr;
-}
+int has_ln(const tdxl_isa_ops *ops) { return ops->ln_rows != nullptr; }
 
 struct ln_job {
     const tdxl_isa_ops *ops;
@@ -146,7 +132,7 @@ extern "C" int tdxl_isa_layer_norm(tdxl_isa_ctx *ctx, int64_t m, int64_t c, floa
         !(eps >= 0.0f))
         return TDXL_ISA_EINVAL;
     ln_job j{};
-    j.ops = pick_ln(tdxl_isa_ctx_level(ctx));
+    j.ops = tdxl_isa_ops_with(tdxl_isa_ctx_level(ctx), has_ln);
     if (j.ops == nullptr) return TDXL_ISA_EUNSUPPORTED;
     j.m = m;
     j.c = c;

@@ -109,6 +109,11 @@ const tdxl_isa_ops *tdxl_isa_ops_amx_emu(void);
  * a level's getter must never run on a CPU without that level); filled once. */
 const tdxl_isa_ops *tdxl_isa_ops_for(int level);
 
+/* The ops of the first level, walking down from `level`, for which has(ops) is true: a path that does
+ * not implement an operation falls back to the next lower one (the emulated AMX level straight to ref).
+ * NULL when none has it. */
+const tdxl_isa_ops *tdxl_isa_ops_with(int level, int (*has)(const tdxl_isa_ops *ops));
+
 /* Thread pool (pool.cpp). fn(arg, task, tid) for task in [0, ntasks); tid in [0, threads). */
 typedef struct tdxl_pool tdxl_pool;
 typedef void (*tdxl_task_fn)(void *arg, int64_t task, int tid);
