@@ -316,7 +316,6 @@ int tdxl_pipe_reserve(tdxl_pipe* p, int B, int h, int w, int T, char* err, size_
     c.taps = nullptr;
     p->unet.forward(c, sample.data(), B, h, w, 1.0f, ehs.data(), T, text.data(), ids.data(), out.data());
     p->vae.forward(c, z.data(), 1, h, w, dec.data());  // the VAE decodes one image at a time
-    p->pool->dry = false;
     p->pool->arena.prefault();
   });
 }
@@ -327,7 +326,7 @@ void tdxl_pipe_arena_stats(const tdxl_pipe* p, uint64_t* requests, uint64_t* new
   if (p) st = p->pool->arena.stats();
   if (requests) *requests = st.gets;
   if (new_blocks) *new_blocks = st.misses;
-  if (peak_bytes) *peak_bytes = st.peak_bytes > st.region_bytes ? st.peak_bytes : st.region_bytes;
+  if (peak_bytes) *peak_bytes = st.footprint_bytes;
 }
 
 int tdxl_sched_tables(const tdxl_sched_config* cfg, int steps, float* timesteps, float* sigmas,

@@ -41,9 +41,7 @@ class Arena {
   struct Stats {
     uint64_t gets = 0;    // blocks asked for
     uint64_t misses = 0;  // requests that needed memory never used before (fresh pages or a malloc)
-    size_t live_bytes = 0, cached_bytes = 0;  // in use; small blocks released and kept
-    size_t peak_bytes = 0;    // max of live + cached
-    size_t region_bytes = 0;  // high-water mark of the region (its resident footprint)
+    size_t footprint_bytes = 0;  // resident at most: the region's high-water mark + small blocks
   };
   Arena() = default;
   ~Arena();
@@ -66,9 +64,10 @@ class Arena {
   size_t high_ = 0;       // end of the highest byte ever handed out
   bool reserve_failed_ = false;
   std::map<size_t, size_t> free_;            // region offset -> free length (coalesced)
-  std::multimap<size_t, void*> small_;       // malloc'ed small blocks by rounded size
+  std::multimap<size_t, void*> small_;       // released malloc'ed small blocks by rounded size
+  size_t small_bytes_ = 0;                   // every small block ever malloc'ed (none is freed)
   std::map<void*, size_t> own_;              // blocks mapped alone (region full)
-  Stats st_;
+  uint64_t gets_ = 0, misses_ = 0;
 };
 
 // An activation tensor's memory from an Arena: move-only, uninitialized, returned to the arena's
@@ -85,9 +84,6 @@ class Buf {
   float* data() { return p_; }
   const float* data() const { return p_; }
   size_t size() const { return n_; }
-  bool empty() const { return n_ == 0; }
-  float& operator[](size_t i) { return p_[i]; }
-  float operator[](size_t i) const { return p_[i]; }
   void reset();  // give the memory back now
 
  private:

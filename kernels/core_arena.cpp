@@ -118,17 +118,17 @@ void Arena::give(size_t off, size_t bytes) {
 float* Arena::get(size_t n) {
   const size_t bytes = round_bytes(n);
   std::lock_guard<std::mutex> g(mu_);
-  st_.gets++;
+  gets_++;
   void* p = nullptr;
   if (bytes < kSmall) {
     auto it = small_.find(bytes);
     if (it != small_.end()) {
       p = it->second;
       small_.erase(it);
-      st_.cached_bytes -= bytes;
     } else {
       if (posix_memalign(&p, 64, bytes) != 0) p = nullptr;
-      st_.misses++;
+      if (p) small_bytes_ += bytes;  // kept (live or cached) until the arena goes
+      misses_++;
     }
   } else {
     size_t off = 0;
@@ -136,18 +136,14 @@ float* Arena::get(size_t n) {
       p = base_ + off;
       if (off + bytes > high_) {  // reaches pages this arena never touched
         high_ = off + bytes;
-        st_.misses++;
+        misses_++;
       }
     } else if ((p = map_aligned(round_up(bytes, kHuge), false)) != nullptr) {
       own_.emplace(p, round_up(bytes, kHuge));
-      st_.misses++;
+      misses_++;
     }
   }
   if (!p) throw Error("out of memory: activation block of " + std::to_string(bytes) + " bytes");
-  st_.live_bytes += bytes;
-  const size_t held = st_.live_bytes + st_.cached_bytes;
-  if (held > st_.peak_bytes) st_.peak_bytes = held;
-  if (high_ > st_.region_bytes) st_.region_bytes = high_;
   return static_cast<float*>(p);
 }
 
@@ -155,11 +151,9 @@ void Arena::put(float* p, size_t n) {
   if (!p) return;
   const size_t bytes = round_bytes(n);
   std::lock_guard<std::mutex> g(mu_);
-  st_.live_bytes -= bytes;
   char* c = reinterpret_cast<char*>(p);
   if (bytes < kSmall) {
     small_.emplace(bytes, p);
-    st_.cached_bytes += bytes;
   } else if (base_ && c >= base_ && c < base_ + cap_) {
     give(static_cast<size_t>(c - base_), bytes);
   } else {
@@ -184,7 +178,12 @@ void Arena::prefault() {
 
 Arena::Stats Arena::stats() const {
   std::lock_guard<std::mutex> g(mu_);
-  return st_;
+  Stats st;
+  st.gets = gets_;
+  st.misses = misses_;
+  st.footprint_bytes = high_ + small_bytes_;
+  for (const auto& kv : own_) st.footprint_bytes += kv.second;
+  return st;
 }
 
 Buf::Buf(Arena& a, size_t n) : a_(&a), p_(a.get(n)), n_(n) {}

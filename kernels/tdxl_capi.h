@@ -110,7 +110,7 @@ const char* tdxl_pipe_kernel_path(const tdxl_pipe* p); /* e.g. "avx512bf16/bf16"
 int tdxl_pipe_reserve(tdxl_pipe* p, int B, int h, int w, int T, char* err, size_t errlen);
 /* Activation memory of the pipeline since it was made: blocks requested, requests that needed memory
  * never used before (the rest reused pages the arena already had), and its footprint (the high-water
- * mark of its region, or of live + cached small blocks if larger). Any pointer may be NULL. */
+ * mark of its region plus its small blocks). Any pointer may be NULL. */
 void tdxl_pipe_arena_stats(const tdxl_pipe* p, uint64_t* requests, uint64_t* new_blocks,
                            uint64_t* peak_bytes);
 /* Registers kernels/internal/isa's function table (api.h); called once by the Go package's init. */
