@@ -23,6 +23,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -229,7 +230,7 @@ func run(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		}
 	}
 	if c.compareBatch > 0 {
-		a, b := minOf(perImage), minOf(perImageCmp)
+		a, b := slices.Min(perImage), slices.Min(perImageCmp)
 		fmt.Fprintf(stdout, "per image (best of %d, same run): batch %d %.2f s, batch %d %.2f s; batch %d / batch %d = %.3f\n",
 			c.repeat, c.batch, a, c.compareBatch, b, c.compareBatch, c.batch, b/a)
 	}
@@ -300,14 +301,6 @@ func fmaLevel() isa.Level {
 		return isa.LevelAVX2
 	}
 	return isa.LevelRef
-}
-
-func minOf(v []float64) float64 {
-	m := math.Inf(1)
-	for _, x := range v {
-		m = math.Min(m, x)
-	}
-	return m
 }
 
 // instrPeak measures the peak of the instruction that level's bf16 GEMM is built on, by wall clock.
