@@ -30,7 +30,8 @@ func goldenModel(t *testing.T) string {
 func TestMainReport(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), []string{"--model-dir", goldenModel(t), "--height", "64", "--width", "96",
-		"--step", "2", "--batch", "2", "--threads", "2", "--gemm", "short", "--peak-seconds", "0.05", "--bf16"}, &out, &errb)
+		"--step", "2", "--batch", "2", "--compare-batch", "1", "--threads", "2", "--gemm", "short", "--peak-seconds", "0.05",
+		"--bf16"}, &out, &errb)
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -40,7 +41,7 @@ func TestMainReport(t *testing.T) {
 		t.Fatalf("last line is not JSON: %q: %v", lines[len(lines)-1], err)
 	}
 	for _, k := range []string{"isa", "threads", "peak_gflops", "gemm_pct_of_peak", "te_s", "unet_step_s", "vae_s",
-		"image_s", "floor_s", "peak_rss_bytes", "width", "height", "steps", "batch"} {
+		"image_s", "floor_s", "peak_rss_bytes", "width", "height", "steps", "batch", "dot_peak_gflops", "dot_floor_s"} {
 		if _, ok := head[k]; !ok {
 			t.Errorf("headline JSON lacks %q: %v", k, head)
 		}
@@ -48,7 +49,10 @@ func TestMainReport(t *testing.T) {
 	if head["threads"].(float64) != 2 || head["peak_rss_bytes"].(float64) <= 0 || head["peak_gflops"].(float64) <= 0 {
 		t.Errorf("headline %v", head)
 	}
-	for _, want := range []string{"load:", "unet step 2", "vae", "peak RSS", "FMA peak", "isa report"} {
+	for _, want := range []string{"load:", "unet step 2", "vae", "peak RSS", "FMA peak", "isa report",
+		"run 1, batch 1:", "per image (best of 1, same run): batch 2 ", "activation arena sized at load for 96x64, batch 2 and 1",
+		// the arena was sized at load for both batches: the runs need no fresh memory
+		" 0 needed fresh memory"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -59,6 +63,9 @@ func TestMainUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := Main(context.Background(), []string{"--repeat", "0"}, &out, &errb); code != ExitUsage {
 		t.Errorf("--repeat 0: exit %d, want %d", code, ExitUsage)
+	}
+	if code := Main(context.Background(), []string{"--compare-batch", "-1"}, &out, &errb); code != ExitUsage {
+		t.Errorf("--compare-batch -1: exit %d, want %d", code, ExitUsage)
 	}
 	if code := Main(context.Background(), []string{"--nope"}, &out, &errb); code != ExitUsage {
 		t.Errorf("unknown flag: exit %d, want %d", code, ExitUsage)
